@@ -1,0 +1,32 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "swift-rcu",
+    products: [
+        .library(name: "RCU", targets: ["RCU"]),
+        .executable(name: "rcu-stress", targets: ["rcu-stress"]),
+    ],
+    targets: [
+        // C: rseq critical sections, membarrier, futex, CPU count. The only
+        // target with asm or syscalls.
+        .target(name: "_RCUShims"),
+        // The library. Depends on nothing but the toolchain and _RCUShims.
+        .target(name: "RCU", dependencies: ["_RCUShims"]),
+        // liburcu, for rcu-stress only (the reference oracle). Never a
+        // dependency of a library product.
+        .systemLibrary(
+            name: "CLiburcu",
+            path: "Stress/CLiburcu",
+            pkgConfig: "liburcu-memb",
+            providers: [.apt(["liburcu-dev"])]
+        ),
+        .executableTarget(
+            name: "rcu-stress",
+            dependencies: ["RCU", "CLiburcu"],
+            path: "Stress/rcu-stress"
+        ),
+        .testTarget(name: "RCUTests", dependencies: ["RCU"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,152 @@
+// Syscalls and platform facts for swift-rcu. See include/rcu_shims.h.
+#define _GNU_SOURCE
+#include "rcu_shims.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sched.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <linux/futex.h>
+#endif
+#if RCU_SHIM_HAVE_RSEQ
+#include <sys/rseq.h>
+#endif
+
+rcu_shim_state *rcu_shim_state_create(uint32_t slot_count) {
+    if (slot_count == 0) slot_count = 1;
+    size_t bytes = sizeof(rcu_shim_header) + (size_t)slot_count * sizeof(rcu_shim_slot);
+    void *memory = NULL;
+    if (posix_memalign(&memory, RCU_SHIM_LINE, bytes) != 0) return NULL;
+    memset(memory, 0, bytes);
+    rcu_shim_state *state = memory;
+    state->header.slot_count = slot_count;
+    state->header.rseq_offset = rcu_shim_rseq_offset();
+    return state;
+}
+
+void rcu_shim_state_destroy(rcu_shim_state *state) {
+    free(state);
+}
+
+// "0-1", "0-3,8-11", "0": the highest listed CPU + 1.
+uint32_t rcu_shim_possible_cpus(void) {
+    long highest = -1;
+    FILE *file = fopen("/sys/devices/system/cpu/possible", "re");
+    if (file != NULL) {
+        char text[4096];
+        size_t length = fread(text, 1, sizeof(text) - 1, file);
+        fclose(file);
+        text[length] = '\0';
+        char *cursor = text;
+        while (*cursor != '\0') {
+            char *end;
+            long value = strtol(cursor, &end, 10);
+            if (end == cursor) break;
+            if (value > highest) highest = value;
+            cursor = end;
+            if (*cursor == '-' || *cursor == ',') cursor++;
+            else break;
+        }
+    }
+    if (highest < 0) {
+        long configured = sysconf(_SC_NPROCESSORS_CONF);
+        highest = configured > 0 ? configured - 1 : 0;
+    }
+    if (highest > 65535) highest = 65535;
+    return (uint32_t)(highest + 1);
+}
+
+int rcu_shim_rseq_usable(void) {
+#if RCU_SHIM_HAVE_RSEQ
+    if (__rseq_size == 0) return 0;
+    char *thread_pointer;
+    __asm__("movq %%fs:0, %0" : "=r"(thread_pointer));
+    volatile struct rseq *area = (volatile struct rseq *)(thread_pointer + __rseq_offset);
+    return (int32_t)area->cpu_id >= 0 ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+int64_t rcu_shim_rseq_offset(void) {
+#if RCU_SHIM_HAVE_RSEQ
+    return __rseq_size == 0 ? 0 : (int64_t)__rseq_offset;
+#else
+    return 0;
+#endif
+}
+
+#if defined(__linux__) && defined(__NR_membarrier)
+enum {
+    RCU_MB_QUERY = 0,
+    RCU_MB_PRIVATE_EXPEDITED = 1 << 3,
+    RCU_MB_REGISTER_PRIVATE_EXPEDITED = 1 << 4,
+    RCU_MB_PRIVATE_EXPEDITED_RSEQ = 1 << 7,
+    RCU_MB_REGISTER_PRIVATE_EXPEDITED_RSEQ = 1 << 8,
+};
+
+static int rcu_shim_membarrier_call(int command) {
+    long result = syscall(__NR_membarrier, command, 0, 0);
+    return result < 0 ? -errno : (int)result;
+}
+
+int rcu_shim_membarrier_query(void) {
+    return rcu_shim_membarrier_call(RCU_MB_QUERY);
+}
+
+int rcu_shim_membarrier_register(int rseq) {
+    return rcu_shim_membarrier_call(rseq ? RCU_MB_REGISTER_PRIVATE_EXPEDITED_RSEQ
+                                         : RCU_MB_REGISTER_PRIVATE_EXPEDITED);
+}
+
+int rcu_shim_membarrier(int rseq) {
+    return rcu_shim_membarrier_call(rseq ? RCU_MB_PRIVATE_EXPEDITED_RSEQ : RCU_MB_PRIVATE_EXPEDITED);
+}
+#else
+int rcu_shim_membarrier_query(void) { return -ENOSYS; }
+int rcu_shim_membarrier_register(int rseq) { (void)rseq; return -ENOSYS; }
+int rcu_shim_membarrier(int rseq) { (void)rseq; return -ENOSYS; }
+#endif
+
+#if defined(__linux__)
+int rcu_shim_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    struct timespec timeout;
+    struct timespec *timeout_pointer = NULL;
+    if (timeout_ns >= 0) {
+        timeout.tv_sec = timeout_ns / 1000000000;
+        timeout.tv_nsec = timeout_ns % 1000000000;
+        timeout_pointer = &timeout;
+    }
+    long result = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_pointer, NULL, 0);
+    return result < 0 ? -errno : 0;
+}
+
+int rcu_shim_futex_wake(uint32_t *word, int32_t count) {
+    long result = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+    return result < 0 ? -errno : (int)result;
+}
+#else
+int rcu_shim_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+    (void)word; (void)expected;
+    rcu_shim_sleep_ns(timeout_ns < 0 || timeout_ns > 1000000 ? 1000000 : timeout_ns);
+    return -EAGAIN;
+}
+int rcu_shim_futex_wake(uint32_t *word, int32_t count) { (void)word; (void)count; return 0; }
+#endif
+
+void rcu_shim_sleep_ns(int64_t ns) {
+    if (ns <= 0) return;
+    struct timespec request = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
+    struct timespec remaining;
+    while (nanosleep(&request, &remaining) != 0 && errno == EINTR) request = remaining;
+}
+
+void rcu_shim_yield(void) {
+    sched_yield();
+}
