@@ -1,0 +1,108 @@
+/// How a domain's readers count and how its grace periods order memory.
+///
+/// A domain picks its mode once, when it is created, from what the kernel,
+/// glibc and the architecture offer, from its ``RCUDomain/Configuration``,
+/// and from the `RCU_FORCE_ATOMIC` and `RCU_FORCE_FENCE` environment
+/// variables. Every mode is correct; they differ in read-side cost.
+///
+/// | counters | ordering | read lock + unlock |
+/// |---|---|---|
+/// | `.rseq` | `.membarrier` | two plain increments in restartable sequences, compiler barriers only |
+/// | `.atomic` | `.membarrier` | two atomic increments (lock-prefixed on x86) |
+/// | `.rseq` | `.fence` | rseq increments plus a seq_cst fence in lock and in unlock |
+/// | `.atomic` | `.fence` | atomic increments plus the two fences |
+public struct RCUMode: Sendable, Hashable, CustomStringConvertible {
+    /// How read lock and unlock increment the per-CPU counters.
+    public enum Counters: String, Sendable, Hashable {
+        /// Plain increments committed inside an rseq critical section
+        /// (x86_64 Linux with glibc's rseq registration).
+        case rseq
+        /// Atomic read-modify-write increments, on any architecture.
+        case atomic
+    }
+
+    /// What orders a reader's accesses against a grace period.
+    public enum Ordering: String, Sendable, Hashable {
+        /// Readers use compiler barriers only; `synchronize()` issues
+        /// `membarrier(2)` (PRIVATE_EXPEDITED) to fence every running thread.
+        case membarrier
+        /// Readers issue a seq_cst fence in lock and in unlock;
+        /// `synchronize()` uses ordinary fences.
+        case fence
+    }
+
+    /// How readers count.
+    public var counters: Counters
+    /// How reader and updater order memory.
+    public var ordering: Ordering
+
+    /// Creates a mode description.
+    public init(counters: Counters, ordering: Ordering) {
+        self.counters = counters
+        self.ordering = ordering
+    }
+
+    /// `"rseq+membarrier"`, `"atomic+membarrier"`, `"rseq+fence"` or `"atomic+fence"`.
+    public var description: String { "\(counters.rawValue)+\(ordering.rawValue)" }
+}
+
+extension RCUDomain {
+    /// Choices a domain makes when it is created.
+    ///
+    /// The defaults give the fastest mode the machine supports. Turning a
+    /// feature off forces the fallback even where the feature exists: tests use
+    /// it to run every mode in one process, and debuggers and valgrind need it
+    /// (single-stepping aborts every restartable sequence).
+    public struct Configuration: Sendable {
+        /// Use rseq counters when the kernel and glibc provide them. Default `true`.
+        public var allowsRseq: Bool
+        /// Use `membarrier(2)` when the kernel provides it. Default `true`.
+        public var allowsMembarrier: Bool
+        /// Apply `RCU_FORCE_ATOMIC` and `RCU_FORCE_FENCE` from the environment
+        /// on top of this configuration. Default `true`.
+        public var honorsEnvironment: Bool
+
+        /// A test-only canary: `synchronize()` returns without waiting for
+        /// readers. It exists to prove that torture tests can fail.
+        ///
+        /// - Warning: Never set this outside a test harness: every reader may
+        ///   then see freed memory.
+        @_spi(RCUTesting) public var _skipsGracePeriods: Bool = false
+        /// Test-only: every rseq attempt fails its CPU bounds check, so the
+        /// read side must take its bounded-retry and atomic fallback path.
+        @_spi(RCUTesting) public var _failsEveryRseqAttempt: Bool = false
+
+        /// Creates a configuration.
+        public init(allowsRseq: Bool = true, allowsMembarrier: Bool = true, honorsEnvironment: Bool = true) {
+            self.allowsRseq = allowsRseq
+            self.allowsMembarrier = allowsMembarrier
+            self.honorsEnvironment = honorsEnvironment
+        }
+
+        /// The fastest mode available, subject to the environment.
+        public static var `default`: Configuration { Configuration() }
+    }
+}
+
+/// Parses the value of an `RCU_FORCE_*` variable: unset or empty is `false`;
+/// `1`, `true`, `yes`, `on` are `true`; `0`, `false`, `no`, `off` are `false`;
+/// anything else is `nil` (a misconfiguration the caller reports).
+internal func _parseForceSwitch(_ value: String?) -> Bool? {
+    guard let value else { return false }
+    switch value.lowercased() {
+    case "", "0", "false", "no", "off": return false
+    case "1", "true", "yes", "on": return true
+    default: return nil
+    }
+}
+
+/// Reads an `RCU_FORCE_*` switch, stopping with a clear message on a bad value:
+/// silently ignoring `RCU_FORCE_ATOMIC=yse` would run a debugging session in
+/// the mode the user meant to turn off.
+internal func _forceSwitch(_ name: String) -> Bool {
+    let raw = _environmentValue(name)
+    guard let parsed = _parseForceSwitch(raw) else {
+        fatalError("swift-rcu: \(name)=\(raw ?? "") is not a valid switch; use 1/true/yes/on or 0/false/no/off")
+    }
+    return parsed
+}

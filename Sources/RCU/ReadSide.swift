@@ -1,0 +1,249 @@
+import _RCUShims
+
+/// Proof that a read section of one ``RCUDomain`` is open. Returned by
+/// ``RCUDomain/lock()`` and consumed by ``RCUDomain/unlock(_:)``.
+///
+/// The token carries the period index the section counted itself under, so
+/// its unlock can run on any thread, on any CPU: hand it to another thread,
+/// or keep it across an `await`. It is `~Copyable`, so a section cannot be
+/// ended twice.
+///
+/// - Warning: Dropping a token without unlocking it would leave the section open
+///   forever and hang every later grace period; the token's deinitialiser
+///   stops the process with a message instead.
+@frozen
+public struct RCUReadToken: ~Copyable, @unchecked Sendable {
+    // @unchecked Sendable: the pointer only names the owning domain's counter
+    // block (compared in unlock, never dereferenced by the token), and ending
+    // a section on another thread is what the token is for.
+    @usableFromInline internal let _state: UnsafeMutablePointer<rcu_shim_state>
+    @usableFromInline internal let _index: Int
+    #if DEBUG
+    @usableFromInline internal let _debugCell: Unmanaged<_ReadDepthCell>?
+    #endif
+
+    #if DEBUG
+    @inlinable internal init(_state: UnsafeMutablePointer<rcu_shim_state>, _index: Int, _debugCell: Unmanaged<_ReadDepthCell>?) {
+        self._state = _state
+        self._index = _index
+        self._debugCell = _debugCell
+    }
+    #else
+    @inlinable internal init(_state: UnsafeMutablePointer<rcu_shim_state>, _index: Int) {
+        self._state = _state
+        self._index = _index
+    }
+    #endif
+
+    /// Ends the token's life without running its deinitialiser.
+    @inlinable internal consuming func _retire() {
+        discard self
+    }
+
+    deinit {
+        _reportDroppedToken()
+    }
+}
+
+/// Stops the process: a token was dropped without unlock. (Not declared
+/// `Never` so the deinitialiser keeps a normal exit edge.)
+internal func _reportDroppedToken() {
+    fatalError("swift-rcu: an RCUReadToken was dropped without unlock(_:): its read section would stay open and every later synchronize() would hang")
+}
+
+extension RCUDomain {
+    /// Maximum rseq attempts before a read-side operation takes the atomic
+    /// path. An attempt fails only when the thread is preempted, migrated,
+    /// signalled or IPIed inside a ~10-instruction window, so retrying is
+    /// nearly always enough; the bound keeps valgrind, gdb single-stepping and
+    /// pathological signal storms making progress.
+    internal static let _rseqAttempts = 8
+
+    // MARK: - Closure-scoped sections
+
+    /// Runs `body` inside a read section and returns its result.
+    ///
+    /// Objects published through this domain that `body` reaches stay valid
+    /// until it returns: no grace period that began after the section did can
+    /// end before it. Sections nest, to any depth, within and across domains.
+    ///
+    /// ```swift
+    /// let port = rcu.read { config.current.port }
+    /// ```
+    ///
+    /// - Complexity: O(1); in the `rseq+membarrier` mode two plain increments
+    ///   and two compiler barriers, with no atomic instruction, fence,
+    ///   allocation, lock or reference counting.
+    /// - Warning: Do not call ``synchronize()`` (on this domain) inside `body`:
+    ///   it would wait for this very section. Debug builds stop with a message.
+    @inlinable @inline(__always)
+    public func read<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
+        let token = lock()
+        do {
+            let result = try body()
+            unlock(token)
+            return result
+        } catch {
+            unlock(token)
+            throw error
+        }
+    }
+
+    /// Runs an asynchronous `body` inside a read section that may span
+    /// suspension points.
+    ///
+    /// The section stays open across every `await` in `body`, including
+    /// resumptions on other threads: the unlock counts on whichever CPU the
+    /// task finishes on. While it is open, no grace period of this domain can
+    /// end, so keep such sections short; use an independent domain for
+    /// long-lived ones.
+    ///
+    /// ```swift
+    /// let user = try await rcu.read { try await cache.lookup(id) }
+    /// ```
+    ///
+    /// - Complexity: O(1) plus `body`.
+    /// - Warning: Awaiting `synchronize()` of the same domain inside
+    ///   `body` never completes. Debug builds cannot attribute an async
+    ///   section to a thread, so they do not catch this one.
+    @inlinable
+    public func read<Result, Failure: Error>(
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: () async throws(Failure) -> Result
+    ) async throws(Failure) -> Result {
+        let token = _lockUntracked()
+        do {
+            let result = try await body()
+            unlock(token)
+            return result
+        } catch {
+            unlock(token)
+            throw error
+        }
+    }
+
+    // MARK: - Token sections
+
+    /// Enters a read section and returns the token that ends it.
+    ///
+    /// Pair every `lock()` with exactly one ``unlock(_:)`` of this domain; the
+    /// unlock may run on another thread. Prefer `read(_:)` where the
+    /// section has a lexical scope.
+    ///
+    /// - Complexity: O(1); one plain increment in a restartable sequence in
+    ///   the `rseq+membarrier` mode.
+    @inlinable @inline(__always)
+    public func lock() -> RCUReadToken {
+        let index = _enter()
+        #if DEBUG
+        return RCUReadToken(_state: _state, _index: index, _debugCell: _debugEnter())
+        #else
+        return RCUReadToken(_state: _state, _index: index)
+        #endif
+    }
+
+    /// A token whose section is not attributed to the current thread by the
+    /// debug bookkeeping (async sections, which may end on another thread).
+    @inlinable @inline(__always)
+    internal func _lockUntracked() -> RCUReadToken {
+        let index = _enter()
+        #if DEBUG
+        return RCUReadToken(_state: _state, _index: index, _debugCell: nil)
+        #else
+        return RCUReadToken(_state: _state, _index: index)
+        #endif
+    }
+
+    /// Ends the read section `token` stands for. May run on any thread.
+    ///
+    /// - Complexity: O(1); one plain increment in a restartable sequence in
+    ///   the `rseq+membarrier` mode.
+    /// - Warning: A token from another domain stops the process with a message:
+    ///   counting it here would corrupt both domains' grace periods.
+    @inlinable @inline(__always)
+    public func unlock(_ token: consuming RCUReadToken) {
+        if _slowPath(token._state != _state) {
+            _foreignToken(token._state)
+        }
+        let index = token._index
+        #if DEBUG
+        if let cell = token._debugCell { _debugExit(cell) }
+        #endif
+        token._retire()
+        _exit(index)
+    }
+
+    // MARK: - Counting
+
+    /// Counts a lock for the current period; returns the index counted.
+    @inlinable @inline(__always)
+    internal func _enter() -> Int {
+        // Loaded before the branch, so the optimiser can hoist these
+        // immutable fields out of a caller's loop into registers.
+        let state = _state
+        let offset = Int64(_rseqOffset)
+        let bound = _rseqBound
+        if _inlineFastPath {
+            let index = rcu_shim_rseq_lock(state, offset, bound)  // includes compiler barrier (B)
+            if _fastPath(index >= 0) { return index }
+        }
+        return _enterSlow()
+    }
+
+    /// Counts an unlock for `index`.
+    @inlinable @inline(__always)
+    internal func _exit(_ index: Int) {
+        let state = _state
+        let offset = Int64(_rseqOffset)
+        let bound = _rseqBound
+        if _inlineFastPath && _fastPath(rcu_shim_rseq_unlock(state, offset, bound, index) == 0) {
+            return  // the asm's compiler barrier is (C)
+        }
+        _exitSlow(index)
+    }
+
+    @usableFromInline @inline(never)
+    internal func _enterSlow() -> Int {
+        var index = -1
+        if _usesRseq {
+            for _ in 0..<Self._rseqAttempts {
+                index = rcu_shim_rseq_lock(_state, Int64(_rseqOffset), _rseqBound)
+                if index >= 0 { break }
+            }
+        }
+        if index < 0 {
+            // The atomic path loads the period outside any restartable
+            // sequence, so this reader may stall here and count under an index
+            // the updater already flipped away from; synchronize()'s first
+            // phase waits for exactly such readers (docs/design.md, "Two phases").
+            index = Int(rcu_shim_load_period(_state) & 1)
+            rcu_shim_atomic_lock(_state, rcu_shim_slot_hint(_state), index)
+        }
+        if _usesFences {
+            // (B-fence) pairs with (A) and (C) in synchronize(): store
+            // buffering with fences on both sides.
+            rcu_shim_full_fence()
+        }
+        return index
+    }
+
+    @usableFromInline @inline(never)
+    internal func _exitSlow(_ index: Int) {
+        if _usesFences {
+            // (C-fence): the section's accesses complete before the unlock
+            // count; pairs with the scan's acquire loads and fence (S).
+            rcu_shim_full_fence()
+        }
+        if _usesRseq {
+            for _ in 0..<Self._rseqAttempts where rcu_shim_rseq_unlock(_state, Int64(_rseqOffset), _rseqBound, index) == 0 {
+                return
+            }
+        }
+        rcu_shim_atomic_unlock(_state, rcu_shim_slot_hint(_state), index)
+    }
+
+    @usableFromInline @inline(never)
+    internal func _foreignToken(_ other: UnsafeMutablePointer<rcu_shim_state>) -> Never {
+        fatalError("swift-rcu: unlock(_:) on \(self) received a token locked on another RCUDomain; nothing was counted")
+    }
+}
