@@ -1,0 +1,131 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+@_spi(RCUTesting) @testable import RCU
+import Synchronization
+import Testing
+
+@Suite("Grace periods", .serialized)
+struct GracePeriodTests {
+    @Test("synchronize waits for a reader that began before it", arguments: TestMode.allCases)
+    func waitsForEarlierReader(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let entered = Flag()
+        let released = Flag()
+        let observedRelease = Flag()
+        let reader = TestThread {
+            let token = domain.lock()
+            entered.set()
+            sleepMicroseconds(50_000)  // give synchronize time to start waiting
+            released.set()
+            domain.unlock(token)
+        }
+        #expect(entered.wait())
+        domain.synchronize()
+        if released.isSet { observedRelease.set() }
+        reader.join()
+        #expect(observedRelease.isSet, "synchronize() returned while an earlier reader was inside")
+    }
+
+    @Test("the canary domain fails the same check")
+    func brokenDomainIsCaught() {
+        let domain = makeBrokenDomain()
+        let entered = Flag()
+        let released = Flag()
+        let reader = TestThread {
+            let token = domain.lock()
+            entered.set()
+            sleepMicroseconds(50_000)
+            released.set()
+            domain.unlock(token)
+        }
+        #expect(entered.wait())
+        domain.synchronize()
+        let sawRelease = released.isSet
+        reader.join()
+        #expect(!sawRelease, "the broken domain waited: this check could never fail")
+    }
+
+    @Test("synchronize does not wait for readers that began after its flip", arguments: TestMode.allCases)
+    func doesNotWaitForLaterReader(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let early = domain.lock()
+        let periodBefore = domain._currentPeriod
+        let finished = Flag()
+        let updater = TestThread {
+            domain.synchronize()
+            finished.set()
+        }
+        // The updater flips once it sees the early reader; readers that start
+        // after the flip count under the new index.
+        #expect(waitUntil { domain._currentPeriod != periodBefore })
+        let late = domain.lock()
+        domain.unlock(early)
+        let returned = finished.wait(seconds: 30)
+        domain.unlock(late)
+        updater.join()
+        #expect(returned, "synchronize() waited for a reader that began after the flip")
+    }
+
+    @Test("a fast path with no readers, and counts balance afterwards", arguments: TestMode.allCases)
+    func idleSynchronize(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let before = domain.gracePeriodsCompleted
+        for _ in 0..<100 { domain.synchronize() }
+        #expect(domain.gracePeriodsCompleted == before + 100)
+        #expect(domain._gracePeriodCounters.flips == 0)
+        #expect(domain._openSections() == 0)
+    }
+
+    @Test("concurrent callers share grace periods", arguments: TestMode.allCases)
+    func concurrentCallersShare(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let token = domain.lock()
+        let callers = 8
+        let returned = Atomic<Int>(0)
+        let started = Atomic<Int>(0)
+        let released = Flag()
+        let early = Atomic<Int>(0)
+        var threads: [TestThread] = []
+        for _ in 0..<callers {
+            threads.append(TestThread {
+                started.add(1, ordering: .relaxed)
+                domain.synchronize()
+                if !released.isSet { early.add(1, ordering: .relaxed) }
+                returned.add(1, ordering: .relaxed)
+            })
+        }
+        #expect(waitUntil { started.load(ordering: .relaxed) == callers })
+        sleepMicroseconds(200_000)  // let every caller reach its wait
+        let before = domain.gracePeriodsCompleted
+        released.set()
+        domain.unlock(token)
+        for thread in threads { thread.join() }
+        let returnedValue = returned.load(ordering: .relaxed)
+        #expect(returnedValue == callers)
+        let earlyValue = early.load(ordering: .relaxed)
+        #expect(earlyValue == 0, "a caller returned while the reader was inside")
+        // All eight began during the first grace period (or before it), so
+        // one more covers the rest.
+        #expect(domain.gracePeriodsCompleted - before <= 2)
+    }
+
+    @Test("torture: readers never see a poisoned object", arguments: TestMode.allCases)
+    func tortureHasNoViolations(mode: TestMode) {
+        let torture = PoisonTorture(domain: mode.makeDomain())
+        torture.run(seconds: 2)
+        let (reads, updates, violations) = torture.counts
+        #expect(updates > 0)
+        #expect(reads > 0)
+        #expect(violations == 0)
+        #expect(torture.domain._openSections() == 0)
+    }
+
+    @Test("torture: the canary is caught")
+    func tortureCatchesCanary() {
+        let torture = PoisonTorture(domain: makeBrokenDomain())
+        torture.run(seconds: 20, stopOnViolation: true)
+        let violations = torture.counts.violations
+        #expect(violations > 0, "the harness cannot see a grace period that ends early")
+    }
+}

@@ -1,0 +1,84 @@
+// Each misuse stops the process with a message naming the mistake. Exit
+// tests run the body in a child process and check what it printed.
+#if canImport(Glibc)
+import Glibc
+#endif
+import RCU
+import Testing
+
+@Suite("Misuse")
+struct MisuseTests {
+    private func stderrText(_ result: ExitTest.Result?) -> String {
+        String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+    }
+
+    #if DEBUG
+    @Test("synchronize inside a read section of the same domain stops with a message (debug builds)")
+    func synchronizeInsideReadSection() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            domain.read { domain.synchronize() }
+        }
+        #expect(stderrText(result).contains("synchronize() called inside 1 open read section(s)"))
+    }
+
+    @Test("synchronize inside a token section on the same thread stops too (debug builds)")
+    func synchronizeInsideTokenSection() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            let token = domain.lock()
+            domain.synchronize()
+            domain.unlock(token)
+        }
+        #expect(stderrText(result).contains("would wait for itself forever"))
+    }
+    #endif
+
+    @Test("synchronize of another domain inside a read section is fine")
+    func otherDomainIsFine() {
+        let outer = RCUDomain()
+        let inner = RCUDomain()
+        outer.read { inner.synchronize() }
+    }
+
+    @Test("unlock with a token of another domain stops with a message")
+    func foreignToken() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let first = RCUDomain()
+            let second = RCUDomain()
+            second.unlock(first.lock())
+        }
+        #expect(stderrText(result).contains("received a token locked on another RCUDomain"))
+    }
+
+    @Test("a token dropped without unlock stops with a message")
+    func droppedToken() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            _ = domain.lock()
+        }
+        #expect(stderrText(result).contains("dropped without unlock"))
+    }
+
+    @Test("a domain deinitialised with an open section stops with a message")
+    func deinitWithOpenSection() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let box = TokenBox()
+            do {
+                let domain = RCUDomain()
+                box.put(domain.lock())
+            }
+            exit(0)  // not reached: the domain's deinit stops the process
+        }
+        #expect(stderrText(result).contains("deinitialised with 1 read section(s) still open"))
+    }
+
+    @Test("a bad RCU_FORCE_ATOMIC value stops with a message")
+    func badEnvironmentValue() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            setenv("RCU_FORCE_ATOMIC", "yse", 1)
+            _ = RCUDomain()
+        }
+        #expect(stderrText(result).contains("RCU_FORCE_ATOMIC=yse is not a valid switch"))
+    }
+}
