@@ -1,0 +1,22 @@
+// Small helpers for rcu-stress that Swift's Glibc module does not expose
+// (GNU extensions, reached here through raw syscalls so this module keeps
+// the same feature macros as Glibc). Not part of any library product.
+#ifndef STRESS_SUPPORT_H
+#define STRESS_SUPPORT_H
+#include <unistd.h>
+#include <sys/syscall.h>
+
+/// Pins the calling thread to one CPU (< 1024); returns 0 or -1.
+static inline int stress_pin_to_cpu(int cpu) {
+    unsigned long mask[16] = {0};
+    if (cpu < 0 || cpu >= 1024) return -1;
+    mask[cpu / 64] |= 1UL << (cpu % 64);
+    return (int)syscall(SYS_sched_setaffinity, 0, sizeof(mask), mask);
+}
+
+/// The CPU the calling thread runs on now, or -1.
+static inline int stress_current_cpu(void) {
+    unsigned cpu = 0;
+    return syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 ? (int)cpu : -1;
+}
+#endif

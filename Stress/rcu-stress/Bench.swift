@@ -1,0 +1,349 @@
+// `rcu-stress bench`: every impl of a case runs in the same process, in
+// interleaved rounds (impl A, B, C, A, B, C, ...), so slow phases of a noisy
+// machine hit every impl alike. A result is the median over rounds.
+import Glibc
+import RCU
+import Synchronization
+
+/// An implementation under test, as a closed set of concrete types, so each
+/// measurement loop is specialised for one of them (see `ImplVisitor`).
+enum AnyImpl {
+    case rcu(RCUImpl)
+    case liburcu(LiburcuImpl)
+    case rwlock(RWLockImpl)
+    case mutex(MutexImpl)
+
+    var name: String {
+        switch self {
+        case .rcu(let impl): return impl.name
+        case .liburcu(let impl): return impl.name
+        case .rwlock(let impl): return impl.name
+        case .mutex(let impl): return impl.name
+        }
+    }
+
+    func visit<V: ImplVisitor>(_ visitor: V) -> V.Output {
+        switch self {
+        case .rcu(let impl): return visitor.visit(impl)
+        case .liburcu(let impl): return visitor.visit(impl)
+        case .rwlock(let impl): return visitor.visit(impl)
+        case .mutex(let impl): return visitor.visit(impl)
+        }
+    }
+
+    /// The contract's impls for the read-side and synchronize suites.
+    static func readSideSet() -> [AnyImpl] {
+        [
+            .rcu(Domains.impl(for: .rcu)!),
+            .rcu(Domains.impl(for: .rcuAtomic)!),
+            .rcu(Domains.impl(for: .rcuFence)!),
+            .liburcu(LiburcuImpl()),
+            .rwlock(RWLockImpl()),
+            .mutex(MutexImpl()),
+        ]
+    }
+}
+
+/// A generic operation applied to a concrete impl type.
+protocol ImplVisitor {
+    associatedtype Output
+    func visit<I: ReadSideImpl>(_ impl: I) -> Output
+}
+
+/// One measured interval: operations and the summed per-thread time.
+struct Sample {
+    var operations: UInt64 = 0
+    var threadNanoseconds: UInt64 = 0
+    var nanosecondsPerOperation: Double {
+        operations == 0 ? .infinity : Double(threadNanoseconds) / Double(operations)
+    }
+}
+
+/// Collects per-thread samples.
+final class SampleBox: Sendable {
+    private let samples = Mutex<Sample>(Sample())
+    func add(operations: UInt64, nanoseconds: UInt64) {
+        samples.withLock {
+            $0.operations &+= operations
+            $0.threadNanoseconds &+= nanoseconds
+        }
+    }
+    var value: Sample { samples.withLock { $0 } }
+}
+
+/// Runs `workers` (each on its own thread, pinned round-robin) until `seconds`
+/// have passed after all of them arrived at the gate, then stops and joins.
+/// `background` threads start first and stop last (busy readers).
+func runMeasured(
+    seconds: Double,
+    workers: Int,
+    background: Int = 0,
+    backgroundBody: @escaping @Sendable (Int, StopFlag, StartGate) -> Void = { _, _, _ in },
+    body: @escaping @Sendable (Int, StopFlag, StartGate) -> Void
+) {
+    let gate = StartGate(parties: workers + background)
+    let stop = StopFlag()
+    let backgroundStop = StopFlag()
+    var threads: [StressThreadBox] = []
+    for index in 0..<background {
+        threads.append(StressThreadBox(StressThread { backgroundBody(index, backgroundStop, gate) }))
+    }
+    var workerThreads: [StressThreadBox] = []
+    for index in 0..<workers {
+        workerThreads.append(StressThreadBox(StressThread { body(index, stop, gate) }))
+    }
+    gate.openWhenAllArrived()
+    sleepSeconds(seconds)
+    stop.set()
+    for thread in workerThreads { thread.join() }
+    backgroundStop.set()
+    for thread in threads { thread.join() }
+}
+
+// MARK: - read-side suite
+
+enum ReadCase: String, CaseIterable {
+    case lockUnlock = "lock-unlock"
+    case lockDerefUnlock = "lock-deref-unlock"
+}
+
+let measureBatch = 1 << 14
+
+@inline(never)
+func lockUnlockLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) -> UInt64 {
+    var operations: UInt64 = 0
+    while !stop.isSet {
+        for _ in 0..<measureBatch {
+            impl.section {}
+        }
+        operations &+= UInt64(measureBatch)
+    }
+    return operations
+}
+
+@inline(never)
+func lockDerefUnlockLoop<I: ReadSideImpl>(_ impl: I, _ published: Published, _ stop: StopFlag) -> UInt64 {
+    var operations: UInt64 = 0
+    var accumulator = 0
+    while !stop.isSet {
+        for _ in 0..<measureBatch {
+            accumulator &+= impl.section { impl.dereference(published) }
+        }
+        operations &+= UInt64(measureBatch)
+    }
+    sink.consume(accumulator)
+    return operations
+}
+
+struct ReadSideMeasurement: ImplVisitor {
+    let benchCase: ReadCase
+    let threads: Int
+    let seconds: Double
+    let published: Published
+
+    func visit<I: ReadSideImpl>(_ impl: I) -> Sample {
+        let box = SampleBox()
+        let benchCase = benchCase
+        let published = published
+        runMeasured(seconds: seconds, workers: threads) { index, stop, gate in
+            pinCurrentThread(to: index)
+            impl.threadBegin()
+            gate.arriveAndWait()
+            let start = nowNanoseconds()
+            let operations: UInt64
+            switch benchCase {
+            case .lockUnlock: operations = lockUnlockLoop(impl, stop)
+            case .lockDerefUnlock: operations = lockDerefUnlockLoop(impl, published, stop)
+            }
+            box.add(operations: operations, nanoseconds: nowNanoseconds() - start)
+            impl.threadEnd()
+        }
+        return box.value
+    }
+}
+
+// MARK: - synchronize suite
+
+enum SynchronizeCase: String, CaseIterable {
+    case idle
+    case busyReader = "busy-reader"
+    case concurrent2 = "concurrent-2"
+}
+
+@inline(never)
+func busyReaderLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) {
+    while !stop.isSet {
+        for _ in 0..<256 { impl.section {} }
+    }
+}
+
+@inline(never)
+func synchronizeLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) -> UInt64 {
+    var operations: UInt64 = 0
+    while !stop.isSet {
+        impl.synchronize()
+        operations &+= 1
+    }
+    return operations
+}
+
+struct SynchronizeMeasurement: ImplVisitor {
+    let benchCase: SynchronizeCase
+    let seconds: Double
+
+    func visit<I: ReadSideImpl>(_ impl: I) -> Sample {
+        let box = SampleBox()
+        let readers = benchCase == .idle ? 0 : 1
+        let updaters = benchCase == .concurrent2 ? 2 : 1
+        let cpus = onlineCPUs()
+        runMeasured(
+            seconds: seconds, workers: updaters, background: readers,
+            backgroundBody: { _, stop, gate in
+                pinCurrentThread(to: cpus - 1)
+                impl.threadBegin()
+                gate.arriveAndWait()
+                busyReaderLoop(impl, stop)
+                impl.threadEnd()
+            },
+            body: { index, stop, gate in
+                pinCurrentThread(to: index)
+                gate.arriveAndWait()
+                let start = nowNanoseconds()
+                let operations = synchronizeLoop(impl, stop)
+                box.add(operations: operations, nanoseconds: nowNanoseconds() - start)
+            })
+        return box.value
+    }
+}
+
+// MARK: - Driver
+
+struct BenchResult {
+    let suite: String
+    let benchCase: String
+    let impl: String
+    let threads: Int
+    let nanosecondsPerOperation: Double
+    /// Operations per second over all threads.
+    var operationsPerSecond: Double { Double(threads) * 1e9 / nanosecondsPerOperation }
+
+    func json(includeSuite: Bool) -> JSON {
+        var fields: [(String, JSON)] = []
+        if includeSuite { fields.append(("suite", .string(suite))) }
+        fields += [
+            ("case", .string(benchCase)),
+            ("impl", .string(impl)),
+            ("threads", .integer(Int64(threads))),
+            ("ns_per_op", .number((nanosecondsPerOperation * 1000).rounded() / 1000)),
+            ("ops_per_sec", .number(operationsPerSecond.rounded())),
+        ]
+        return .object(fields)
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    if sorted.isEmpty { return .nan }
+    let middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/// Runs `measure` for every impl in `rounds` interleaved rounds; returns the
+/// median ns/op per impl.
+func interleaved(
+    _ impls: [AnyImpl], rounds: Int, progress: String,
+    _ measure: (AnyImpl) -> Sample
+) -> [(AnyImpl, Double)] {
+    var perImpl = Array(repeating: [Double](), count: impls.count)
+    for round in 0..<rounds {
+        for (position, impl) in impls.enumerated() {
+            if stderrIsTerminal {
+                writeStandardError("\r\u{1B}[K\(progress) round \(round + 1)/\(rounds) \(impl.name)")
+            }
+            perImpl[position].append(measure(impl).nanosecondsPerOperation)
+        }
+    }
+    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
+    return zip(impls, perImpl).map { ($0, median($1)) }
+}
+
+enum Suite: String, CaseIterable {
+    case readSide = "read-side"
+    case synchronize
+    case all
+}
+
+struct BenchOptions {
+    var suite: Suite = .all
+    var duration: Double = 1.0
+    var threads: [Int]? = nil
+    var rounds: Int = 5
+    var json = false
+}
+
+func runBench(_ options: BenchOptions) -> [BenchResult] {
+    let suites: [Suite] = options.suite == .all ? [.readSide, .synchronize] : [options.suite]
+    var results: [BenchResult] = []
+    let slice = options.duration / Double(options.rounds)
+    let impls = AnyImpl.readSideSet()
+    for suite in suites {
+        switch suite {
+        case .readSide:
+            let published = Published(value: 8)
+            let threadCounts = options.threads ?? Array(Set([1, onlineCPUs()])).sorted()
+            for benchCase in ReadCase.allCases {
+                for threads in threadCounts {
+                    let measurement = ReadSideMeasurement(
+                        benchCase: benchCase, threads: threads, seconds: slice, published: published)
+                    let label = "read-side \(benchCase.rawValue) x\(threads)"
+                    for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
+                        results.append(BenchResult(suite: suite.rawValue, benchCase: benchCase.rawValue,
+                                                   impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
+                    }
+                }
+            }
+        case .synchronize:
+            for benchCase in SynchronizeCase.allCases {
+                let measurement = SynchronizeMeasurement(benchCase: benchCase, seconds: slice)
+                let threads = benchCase == .concurrent2 ? 2 : 1
+                let label = "synchronize \(benchCase.rawValue)"
+                for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
+                    results.append(BenchResult(suite: suite.rawValue, benchCase: benchCase.rawValue,
+                                               impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
+                }
+            }
+        case .all:
+            break
+        }
+    }
+    return results
+}
+
+func benchJSON(_ results: [BenchResult], suite: Suite) -> String {
+    JSON.object([
+        ("tool", .string("rcu-stress")),
+        ("suite", .string(suite.rawValue)),
+        ("machine", Machine.current.json),
+        ("results", .array(results.map { $0.json(includeSuite: suite == .all) })),
+    ]).render()
+}
+
+func benchTable(_ results: [BenchResult]) -> String {
+    var table = TextTable(["case", "threads", "impl", "ns/op", "Mops/s", "vs liburcu-memb"])
+    for result in results {
+        let reference = results.first {
+            $0.suite == result.suite && $0.benchCase == result.benchCase
+                && $0.threads == result.threads && $0.impl == "liburcu-memb"
+        }
+        let ratio = reference.map { fixed(result.nanosecondsPerOperation / $0.nanosecondsPerOperation, 2) + "x" } ?? "-"
+        table.add([
+            "\(result.suite) \(result.benchCase)", String(result.threads), result.impl,
+            formatDouble(result.nanosecondsPerOperation, significant: 4),
+            formatDouble(result.operationsPerSecond / 1e6, significant: 4),
+            ratio,
+        ])
+    }
+    return table.render()
+        + "ns/op is per thread (wall time of each thread / its operations), the median of interleaved rounds;\n"
+        + "'vs liburcu-memb' is ns/op divided by liburcu-memb's from this run (lower is faster).\n"
+}

@@ -1,0 +1,122 @@
+// Command-line parsing for rcu-stress, per the contract in
+// shared/design/stress-contract.md: a bad argument prints one line naming
+// the bad value and the accepted ones, and exits 64 (EX_USAGE).
+import Glibc
+
+struct UsageError: Error {
+    let message: String
+}
+
+enum Command {
+    case tour(quick: Bool)
+    case bench(BenchOptions)
+    case help
+}
+
+let usageText = """
+    usage: rcu-stress                       the default tour (add --quick for a short one)
+           rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--json]
+           rcu-stress help
+
+      suites S: \(Suite.allCases.map(\.rawValue).joined(separator: ", "))
+      --duration  seconds per (case, thread count, impl), split over the rounds (default 1)
+      --threads   reader threads for the read-side suite (default: 1 and the online CPUs)
+      --rounds    interleaved rounds per case (default 5); results are medians
+      --json      one JSON object on stdout (contract: shared/design/stress-contract.md)
+
+    environment: RCU_FORCE_ATOMIC=1 / RCU_FORCE_FENCE=1 force the fallbacks of the 'rcu' impl.
+    """
+
+/// Parses `arguments` (without the program name).
+func parseCommand(_ arguments: [String]) throws(UsageError) -> Command {
+    guard let first = arguments.first else { return .tour(quick: false) }
+    switch first {
+    case "--quick":
+        try expectNoMore(arguments.dropFirst(), after: "--quick")
+        return .tour(quick: true)
+    case "help", "--help", "-h":
+        return .help
+    case "bench":
+        return .bench(try parseBench(Array(arguments.dropFirst())))
+    default:
+        throw UsageError(message: "unknown command '\(first)'; accepted: bench, help, --quick (or no argument for the tour)")
+    }
+}
+
+private func expectNoMore(_ rest: ArraySlice<String>, after: String) throws(UsageError) {
+    if let extra = rest.first {
+        throw UsageError(message: "unexpected argument '\(extra)' after \(after)")
+    }
+}
+
+/// Splits `--name value` and `--name=value` into pairs; flags get nil.
+private struct OptionReader {
+    var arguments: [String]
+    var position = 0
+    let flags: Set<String>
+
+    mutating func next() throws(UsageError) -> (name: String, value: String?)? {
+        guard position < arguments.count else { return nil }
+        let argument = arguments[position]
+        position += 1
+        guard argument.hasPrefix("--") else {
+            throw UsageError(message: "unexpected argument '\(argument)'; options start with --")
+        }
+        if let equals = argument.firstIndex(of: "=") {
+            return (String(argument[..<equals]), String(argument[argument.index(after: equals)...]))
+        }
+        if flags.contains(argument) { return (argument, nil) }
+        guard position < arguments.count else {
+            throw UsageError(message: "option \(argument) needs a value")
+        }
+        position += 1
+        return (argument, arguments[position - 1])
+    }
+}
+
+private func parseBench(_ arguments: [String]) throws(UsageError) -> BenchOptions {
+    var options = BenchOptions()
+    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    while let (name, value) = try reader.next() {
+        switch name {
+        case "--suite":
+            options.suite = try parseEnum(value, option: name, Suite.self)
+        case "--duration":
+            options.duration = try parseDuration(value, option: name)
+        case "--threads":
+            options.threads = [try parseCount(value, option: name, range: 1...256)]
+        case "--rounds":
+            options.rounds = try parseCount(value, option: name, range: 1...1000)
+        case "--json":
+            options.json = true
+        default:
+            throw UsageError(message: "unknown option '\(name)' for bench; accepted: --suite, --duration, --threads, --rounds, --json")
+        }
+    }
+    return options
+}
+
+func parseEnum<E: RawRepresentable & CaseIterable>(_ value: String?, option: String, _ type: E.Type) throws(UsageError) -> E
+where E.RawValue == String {
+    let value = value ?? ""
+    guard let parsed = E(rawValue: value) else {
+        throw UsageError(message: "\(option) '\(value)' is not accepted; accepted: \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return parsed
+}
+
+func parseDuration(_ value: String?, option: String) throws(UsageError) -> Double {
+    let value = value ?? ""
+    guard let seconds = Double(value), seconds.isFinite, seconds > 0, seconds <= 86_400 else {
+        throw UsageError(message: "\(option) '\(value)' is not accepted; accepted: seconds, a number > 0 and <= 86400")
+    }
+    return seconds
+}
+
+func parseCount(_ value: String?, option: String, range: ClosedRange<Int>) throws(UsageError) -> Int {
+    let value = value ?? ""
+    guard let count = Int(value), range.contains(count) else {
+        throw UsageError(message: "\(option) '\(value)' is not accepted; accepted: an integer from \(range.lowerBound) to \(range.upperBound)")
+    }
+    return count
+}
