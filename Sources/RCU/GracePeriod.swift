@@ -7,8 +7,10 @@ internal struct _GracePeriodCounters {
     var fastPaths: UInt64 = 0
     /// Grace periods that flipped the period and waited in two phases.
     var flips: UInt64 = 0
-    /// Scans that found an index still in use.
+    /// Spinning scans that found an index still in use.
     var busyScans: UInt64 = 0
+    /// Times a grace period slept waiting for readers.
+    var sleeps: UInt64 = 0
 }
 
 extension RCUDomain {
@@ -20,10 +22,9 @@ extension RCUDomain {
     /// callers share grace periods: however many threads call at once, the
     /// waits are covered by at most two grace periods after the first.
     ///
-    /// The wait spins for a few microseconds, then yields, then sleeps with
-    /// exponential backoff capped at 1 ms, so a long reader costs the
-    /// updater little CPU and readers pay nothing (see docs/design.md,
-    /// "Waiting").
+    /// The wait spins for a few microseconds, then sleeps until an unlock
+    /// wakes it, so a long reader costs the updater no CPU (see
+    /// docs/design.md, "Waiting").
     ///
     /// - Complexity: O(possible CPUs) per scan. With no reader in a section
     ///   it costs one `membarrier(2)` and one scan; otherwise three scans and
@@ -125,31 +126,42 @@ extension RCUDomain {
     /// Unlocks are summed first, then (S), then locks: every unlock counted
     /// has its lock counted too (its lock happened before it), so equal sums
     /// mean every reader counted in the lock sum had left by the unlock sum.
+    ///
+    /// Waiting: a few spinning scans catch readers in short sections; then
+    /// the updater sleeps on the domain's futex word, and the next unlock
+    /// that sees the word set wakes it. Sleeping frees the CPU, which matters
+    /// most when readers outnumber CPUs and the reader we wait for is
+    /// preempted inside its section.
     private func _waitUntilDrained(_ index: Int, _ counters: inout _GracePeriodCounters) {
-        var attempt = 0
-        while true {
-            let unlocks = rcu_shim_sum_unlocks(_state, index)
-            rcu_shim_full_fence()  // (S)
-            if rcu_shim_sum_locks(_state, index) == unlocks { return }
+        for _ in 0..<Self._spinningScans {
+            if _isDrained(index) { return }
             counters.busyScans &+= 1
-            _backOff(&attempt)
+            for _ in 0..<16 { rcu_shim_cpu_relax() }
+        }
+        while true {
+            rcu_shim_arm_waiter(_state)
+            // (W) pairs with each unlock's compiler barrier between its
+            // increment and its waiter-word load (W-reader): after (W),
+            // an unlock either is counted by the scan below or sees the word
+            // set and wakes us. Fence modes have no reader barrier there, so
+            // a wake-up can be missed; the timeout bounds the cost.
+            _heavyFence()
+            if _isDrained(index) {
+                rcu_shim_disarm_waiter(_state)
+                return
+            }
+            counters.sleeps &+= 1
+            rcu_shim_wait_for_readers(_state, _usesFences ? 1_000_000 : 50_000_000)
         }
     }
 
-    /// Spin (~100 scans), then yield (16 times), then sleep 1 us, 2 us, ... up
-    /// to 1 ms between scans.
-    private func _backOff(_ attempt: inout Int) {
-        let spins = 100
-        let yields = 16
-        if attempt < spins {
-            for _ in 0..<32 { rcu_shim_cpu_relax() }
-        } else if attempt < spins + yields {
-            rcu_shim_yield()
-        } else {
-            let shift = min(attempt - spins - yields, 10)
-            rcu_shim_sleep_ns(1_000 << shift)
-        }
-        attempt += 1
+    /// Scans before sleeping.
+    internal static let _spinningScans = 32
+
+    private func _isDrained(_ index: Int) -> Bool {
+        let unlocks = rcu_shim_sum_unlocks(_state, index)
+        rcu_shim_full_fence()  // (S)
+        return rcu_shim_sum_locks(_state, index) == unlocks
     }
 
     /// membarrier(2) in the membarrier modes, a seq_cst fence in the fence
@@ -178,7 +190,7 @@ extension RCUDomain {
 extension RCUDomain {
     /// Internal grace-period counters, for rcu-stress and tests.
     @_spi(RCUTesting)
-    public var _gracePeriodCounters: (fastPaths: UInt64, flips: UInt64, busyScans: UInt64) {
-        _gpLock.withLock { ($0.fastPaths, $0.flips, $0.busyScans) }
+    public var _gracePeriodCounters: (fastPaths: UInt64, flips: UInt64, busyScans: UInt64, sleeps: UInt64) {
+        _gpLock.withLock { ($0.fastPaths, $0.flips, $0.busyScans, $0.sleeps) }
     }
 }

@@ -197,6 +197,9 @@ extension RCUDomain {
         let offset = Int64(_rseqOffset)
         let bound = _rseqBound
         if _inlineFastPath && _fastPath(rcu_shim_rseq_unlock(state, offset, bound, index) == 0) {
+            // (W-reader): the asm's compiler barrier orders this load after the
+            // unlock increment; pairs with (W) in _waitUntilDrained.
+            if _slowPath(rcu_shim_waiters(state) != 0) { rcu_shim_wake_updater(state) }
             return  // the asm's compiler barrier is (C)
         }
         _exitSlow(index)
@@ -234,12 +237,17 @@ extension RCUDomain {
             // count; pairs with the scan's acquire loads and fence (S).
             rcu_shim_full_fence()
         }
+        var counted = false
         if _usesRseq {
             for _ in 0..<Self._rseqAttempts where rcu_shim_rseq_unlock(_state, Int64(_rseqOffset), _rseqBound, index) == 0 {
-                return
+                counted = true
+                break
             }
         }
-        rcu_shim_atomic_unlock(_state, rcu_shim_slot_hint(_state), index)
+        if !counted {
+            rcu_shim_atomic_unlock(_state, rcu_shim_slot_hint(_state), index)
+        }
+        if rcu_shim_waiters(_state) != 0 { rcu_shim_wake_updater(_state) }
     }
 
     @usableFromInline @inline(never)

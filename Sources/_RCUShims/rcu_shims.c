@@ -9,6 +9,7 @@
 #include <time.h>
 #include <sched.h>
 #include <unistd.h>
+#include <stdint.h>
 
 #if defined(__linux__)
 #include <sys/syscall.h>
@@ -149,4 +150,22 @@ void rcu_shim_sleep_ns(int64_t ns) {
 
 void rcu_shim_yield(void) {
     sched_yield();
+}
+
+void rcu_shim_wake_updater(rcu_shim_state *state) {
+    if (__atomic_exchange_n(&state->header.waiters, 0, __ATOMIC_RELAXED) != 0) {
+        rcu_shim_futex_wake(&state->header.waiters, INT32_MAX);
+    }
+}
+
+void rcu_shim_arm_waiter(rcu_shim_state *state) {
+    __atomic_store_n(&state->header.waiters, 1, __ATOMIC_RELAXED);
+}
+
+void rcu_shim_disarm_waiter(rcu_shim_state *state) {
+    __atomic_store_n(&state->header.waiters, 0, __ATOMIC_RELAXED);
+}
+
+void rcu_shim_wait_for_readers(rcu_shim_state *state, int64_t timeout_ns) {
+    rcu_shim_futex_wait(&state->header.waiters, 1, timeout_ns);
 }

@@ -41,7 +41,9 @@ typedef struct rcu_shim_header {
     uint64_t period;        // @0
     /// Number of slots (possible CPUs).
     uint32_t slot_count;    // @8
-    uint32_t reserved;      // @12
+    /// Futex word: non-zero while a grace period sleeps waiting for readers.
+    /// An unlock that sees it set clears it and wakes the sleeper.
+    uint32_t waiters;       // @12
     /// glibc's `__rseq_offset`: the thread's `struct rseq` is at %fs:offset.
     int64_t rseq_offset;    // @16
     char pad[RCU_SHIM_LINE - 24];
@@ -180,6 +182,22 @@ static inline uint64_t rcu_shim_sum_locks(const rcu_shim_state *state, long inde
     }
     return sum;
 }
+
+/// Whether a grace period is sleeping on this domain (relaxed load; the
+/// unlock that sees it set wakes the sleeper, see rcu_shim_wake_updater).
+static inline __attribute__((always_inline))
+uint32_t rcu_shim_waiters(const rcu_shim_state *state) {
+    return __atomic_load_n(&state->header.waiters, __ATOMIC_RELAXED);
+}
+
+/// Clears the waiter word and, if it was set, wakes the sleeping updater.
+void rcu_shim_wake_updater(rcu_shim_state *state);
+/// Marks an updater as about to sleep (the caller fences, then rescans).
+void rcu_shim_arm_waiter(rcu_shim_state *state);
+/// Clears the waiter word without waking (the rescan found the index drained).
+void rcu_shim_disarm_waiter(rcu_shim_state *state);
+/// Sleeps while the waiter word is still set, at most `timeout_ns`.
+void rcu_shim_wait_for_readers(rcu_shim_state *state, int64_t timeout_ns);
 
 /// Full hardware + compiler fence (seq_cst).
 static inline __attribute__((always_inline))
