@@ -5,6 +5,8 @@
 #define STRESS_SUPPORT_H
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <signal.h>
+#include <string.h>
 
 /// Pins the calling thread to one CPU (< 1024); returns 0 or -1.
 static inline int stress_pin_to_cpu(int cpu) {
@@ -18,5 +20,25 @@ static inline int stress_pin_to_cpu(int cpu) {
 static inline int stress_current_cpu(void) {
     unsigned cpu = 0;
     return syscall(SYS_getcpu, &cpu, NULL, NULL) == 0 ? (int)cpu : -1;
+}
+/// The calling thread's kernel TID.
+static inline int stress_gettid(void) { return (int)syscall(SYS_gettid); }
+
+/// Pins thread `tid` to one CPU (< 1024); returns 0 or -1.
+static inline int stress_pin_thread(int tid, int cpu) {
+    unsigned long mask[16] = {0};
+    if (cpu < 0 || cpu >= 1024) return -1;
+    mask[cpu / 64] |= 1UL << (cpu % 64);
+    return (int)syscall(SYS_sched_setaffinity, tid, sizeof(mask), mask);
+}
+
+/// Installs `handler` for `signal` with SA_RESTART; returns 0 or -1.
+static inline int stress_install_handler(int signal, void (*handler)(int)) {
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = handler;
+    action.sa_flags = SA_RESTART;
+    sigemptyset(&action.sa_mask);
+    return sigaction(signal, &action, NULL);
 }
 #endif

@@ -279,6 +279,7 @@ struct BenchOptions {
     var threads: [Int]? = nil
     var rounds: Int = 5
     var json = false
+    var svgPath: String? = nil
 }
 
 func runBench(_ options: BenchOptions) -> [BenchResult] {

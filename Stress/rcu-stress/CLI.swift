@@ -10,19 +10,29 @@ struct UsageError: Error {
 enum Command {
     case tour(quick: Bool)
     case bench(BenchOptions)
+    case torture(TortureOptions)
     case help
 }
 
 let usageText = """
     usage: rcu-stress                       the default tour (add --quick for a short one)
-           rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--json]
+           rcu-stress torture [--flavor F] [--workload W] [--readers N] [--updaters N]
+                              [--duration SECONDS] [--gp G] [--faults LIST] [--dwell N] [--json]
+           rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--json] [--svg FILE]
            rcu-stress help
+
+      flavors F: \(FlavorName.allCases.map(\.rawValue).joined(separator: ", ")) (default rcu)
+      workloads W: \(Workload.available.map(\.rawValue).joined(separator: ", ")) (default pointer)
+      grace periods G: \(GracePeriodMode.available.map(\.rawValue).joined(separator: ", ")) (default sync)
+      faults: comma list of \(Fault.available.map(\.rawValue).joined(separator: ", "))
+      --dwell     re-reads of the element inside each read section (default 64)
 
       suites S: \(Suite.allCases.map(\.rawValue).joined(separator: ", "))
       --duration  seconds per (case, thread count, impl), split over the rounds (default 1)
       --threads   reader threads for the read-side suite (default: 1 and the online CPUs)
       --rounds    interleaved rounds per case (default 5); results are medians
       --json      one JSON object on stdout (contract: shared/design/stress-contract.md)
+      --svg       also write an SVG chart of each impl's ratio to liburcu-memb
 
     environment: RCU_FORCE_ATOMIC=1 / RCU_FORCE_FENCE=1 force the fallbacks of the 'rcu' impl.
     """
@@ -38,8 +48,10 @@ func parseCommand(_ arguments: [String]) throws(UsageError) -> Command {
         return .help
     case "bench":
         return .bench(try parseBench(Array(arguments.dropFirst())))
+    case "torture":
+        return .torture(try parseTorture(Array(arguments.dropFirst())))
     default:
-        throw UsageError(message: "unknown command '\(first)'; accepted: bench, help, --quick (or no argument for the tour)")
+        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, help, --quick (or no argument for the tour)")
     }
 }
 
@@ -89,8 +101,11 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> BenchOption
             options.rounds = try parseCount(value, option: name, range: 1...1000)
         case "--json":
             options.json = true
+        case "--svg":
+            guard let value, !value.isEmpty else { throw UsageError(message: "--svg needs a file path") }
+            options.svgPath = value
         default:
-            throw UsageError(message: "unknown option '\(name)' for bench; accepted: --suite, --duration, --threads, --rounds, --json")
+            throw UsageError(message: "unknown option '\(name)' for bench; accepted: --suite, --duration, --threads, --rounds, --json, --svg")
         }
     }
     return options
@@ -119,4 +134,59 @@ func parseCount(_ value: String?, option: String, range: ClosedRange<Int>) throw
         throw UsageError(message: "\(option) '\(value)' is not accepted; accepted: an integer from \(range.lowerBound) to \(range.upperBound)")
     }
     return count
+}
+
+private func parseTorture(_ arguments: [String]) throws(UsageError) -> TortureOptions {
+    var options = TortureOptions()
+    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    while let (name, value) = try reader.next() {
+        switch name {
+        case "--flavor":
+            options.flavor = try parseEnum(value, option: name, FlavorName.self)
+        case "--workload":
+            options.workload = try parseAvailable(value, option: name, Workload.available)
+        case "--readers":
+            options.readers = try parseCount(value, option: name, range: 1...256)
+        case "--updaters":
+            options.updaters = try parseCount(value, option: name, range: 1...64)
+        case "--duration":
+            options.duration = try parseDuration(value, option: name)
+        case "--gp":
+            options.gracePeriodMode = try parseAvailable(value, option: name, GracePeriodMode.available)
+        case "--faults":
+            options.faults = try parseFaults(value)
+        case "--dwell":
+            options.dwell = try parseCount(value, option: name, range: 0...1_000_000)
+        case "--json":
+            options.json = true
+        default:
+            throw UsageError(message: "unknown option '\(name)' for torture; accepted: --flavor, --workload, --readers, --updaters, --duration, --gp, --faults, --dwell, --json")
+        }
+    }
+    return options
+}
+
+/// Like `parseEnum`, but only values already built are accepted; a value the
+/// contract reserves for a later issue says so.
+func parseAvailable<E: RawRepresentable & CaseIterable>(_ value: String?, option: String, _ available: [E]) throws(UsageError) -> E
+where E.RawValue == String {
+    let value = value ?? ""
+    let accepted = available.map(\.rawValue).joined(separator: ", ")
+    guard let parsed = E(rawValue: value) else {
+        throw UsageError(message: "\(option) '\(value)' is not accepted; accepted: \(accepted)")
+    }
+    guard available.contains(where: { $0.rawValue == parsed.rawValue }) else {
+        throw UsageError(message: "\(option) '\(value)' is not built yet; accepted: \(accepted)")
+    }
+    return parsed
+}
+
+private func parseFaults(_ value: String?) throws(UsageError) -> [Fault] {
+    let value = value ?? ""
+    var faults: [Fault] = []
+    for name in value.split(separator: ",", omittingEmptySubsequences: false) {
+        let fault = try parseAvailable(String(name), option: "--faults", Fault.available)
+        if !faults.contains(fault) { faults.append(fault) }
+    }
+    return faults
 }

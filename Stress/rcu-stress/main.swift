@@ -21,6 +21,29 @@ case .bench(let options):
         print("rcu-stress bench --suite \(options.suite.rawValue): \(Machine.current.summary)")
         print(benchTable(results))
     }
+    if let path = options.svgPath {
+        guard writeFile(path, ratioChartSVG(results, machine: Machine.current)) else {
+            printError("rcu-stress: cannot write \(path)")
+            exit(1)
+        }
+    }
+case .torture(let options):
+    installInterruptHandler()
+    let result = runTorture(options)
+    if options.json {
+        print(result.json.render())
+    } else {
+        print("rcu-stress torture: \(Machine.current.summary)")
+        print(tortureTable([result]))
+        print("age histogram (0..\(ageBuckets - 1)+): \(result.ageHistogram.map(String.init).joined(separator: " "))")
+        if result.interrupted { print("interrupted: partial results") }
+    }
+    // Exit 0 for the expected outcome: a clean run of a correct flavor, or a
+    // caught canary.
+    let expected = options.flavor == .broken
+        ? result.violations > 0
+        : result.violations == 0 && result.leaked == 0
+    exit(expected ? 0 : 1)
 case .tour(let quick):
     exit(runTour(quick: quick))
 }

@@ -1,0 +1,436 @@
+// `rcu-stress torture`: rcutorture's design. A ring of elements, each with an
+// age and a state word; updaters publish a fresh element, mark the old one
+// retired (age 1), wait for a grace period, and then age every element that
+// was retired before the wait began. An element of age >= 2 has outlived a
+// full grace period since it was unpublished, so it is poisoned (and later
+// recycled). Readers, inside a read section, load the current element, dwell,
+// and re-read its age and state: seeing age >= 2 or poison means a grace
+// period ended while a reader still held the element. Storage is recycled,
+// never freed, so a violation shows as a wrong value, not as a lucky crash.
+import CLiburcu
+import Glibc
+import RCU
+import Synchronization
+
+enum Workload: String, CaseIterable {
+    case pointer, snapshot, hashmap, list
+    /// The workloads built so far; the others are reserved by the contract.
+    static let available: [Workload] = [.pointer]
+}
+
+enum GracePeriodMode: String, CaseIterable {
+    case sync, async, poll, retire, mixed
+    static let available: [GracePeriodMode] = [.sync]
+}
+
+enum Fault: String, CaseIterable {
+    case migrate, signals, churn, oversubscribe, fork
+    static let available: [Fault] = [.migrate, .signals, .churn, .oversubscribe]
+}
+
+struct TortureOptions {
+    var flavor: FlavorName = .rcu
+    var workload: Workload = .pointer
+    var readers: Int? = nil
+    var updaters = 1
+    var duration = 10.0
+    var gracePeriodMode: GracePeriodMode = .sync
+    var faults: [Fault] = []
+    var json = false
+    /// Re-reads of the element inside each read section.
+    var dwell = 64
+    /// Stop at the first violation (the tour's canary run).
+    var stopOnViolation = false
+    /// Print the live progress line (TTY only).
+    var showsProgress = true
+
+    var readerCount: Int {
+        if let readers { return readers }
+        return faults.contains(.oversubscribe) ? 4 * onlineCPUs() : onlineCPUs()
+    }
+}
+
+/// Ages are recorded up to this bucket (the last one means "this or more").
+let ageBuckets = 11
+let liveState = 0x5AFE
+let poisonState = -0xDEAD
+
+struct TortureResult {
+    var options: TortureOptions
+    var seconds = 0.0
+    var reads = 0
+    var signalReads = 0
+    var updates = 0
+    var gracePeriods = 0
+    var violations = 0
+    var leaked = 0
+    var ageHistogram = Array(repeating: 0, count: ageBuckets)
+    var interrupted = false
+
+    var json: JSON {
+        .object([
+            ("tool", .string("rcu-stress")),
+            ("workload", .string(options.workload.rawValue)),
+            ("flavor", .string(options.flavor.rawValue)),
+            ("gp", .string(options.gracePeriodMode.rawValue)),
+            ("faults", .array(options.faults.map { .string($0.rawValue) })),
+            ("duration_s", .number((seconds * 1000).rounded() / 1000)),
+            ("readers", .integer(Int64(options.readerCount))),
+            ("updaters", .integer(Int64(options.updaters))),
+            ("reads", .integer(Int64(reads))),
+            ("signal_reads", .integer(Int64(signalReads))),
+            ("updates", .integer(Int64(updates))),
+            ("grace_periods", .integer(Int64(gracePeriods))),
+            ("violations", .integer(Int64(violations))),
+            ("leaked", .integer(Int64(leaked))),
+            ("age_histogram", .array(ageHistogram.map { .integer(Int64($0)) })),
+            ("interrupted", .bool(interrupted)),
+        ])
+    }
+}
+
+// MARK: - The element ring
+
+struct TortureElement: ~Copyable {
+    let age = Atomic<Int>(0)
+    let state = Atomic<Int>(poisonState)
+}
+
+/// Updater-side bookkeeping, guarded by the ring's lock.
+struct RingBook {
+    var free: [Int]
+    var retired: [Int] = []
+}
+
+final class ElementRing: @unchecked Sendable {
+    // @unchecked Sendable: `elements` is allocated once and only accessed
+    // through its atomics; the bookkeeping lives in a Mutex.
+    let count: Int
+    let elements: UnsafeMutablePointer<TortureElement>
+    let current = Atomic<Int>(0)
+    let book: Mutex<RingBook>
+    /// Age at which a poisoned element returns to the free list: late enough
+    /// that a reader a broken grace period let through sees poison, not a
+    /// recycled live element.
+    let recycleAge = 8
+
+    init(count: Int) {
+        self.count = count
+        elements = .allocate(capacity: count)
+        for index in 0..<count { (elements + index).initialize(to: TortureElement()) }
+        elements[0].state.store(liveState, ordering: .relaxed)
+        book = Mutex(RingBook(free: Array(1..<count)))
+    }
+
+    deinit {
+        elements.deinitialize(count: count)
+        elements.deallocate()
+    }
+
+    /// Elements accounted for: current + free + retired; the rest leaked.
+    var leaked: Int {
+        book.withLock { count - 1 - $0.free.count - $0.retired.count }
+    }
+}
+
+/// Counters shared by the threads of one run.
+final class TortureCounters: Sendable {
+    let reads = Atomic<Int>(0)
+    let signalReads = Atomic<Int>(0)
+    let updates = Atomic<Int>(0)
+    let gracePeriods = Atomic<Int>(0)
+    let violations = Atomic<Int>(0)
+    let histogram = Mutex<[Int]>(Array(repeating: 0, count: ageBuckets))
+
+    func merge(_ local: [Int]) {
+        histogram.withLock { total in
+            for bucket in 0..<ageBuckets { total[bucket] += local[bucket] }
+        }
+    }
+}
+
+// MARK: - Reader and updater, generic over the flavor
+
+struct PointerTorture<I: ReadSideImpl>: Sendable {
+    let impl: I
+    let ring: ElementRing
+    let counters: TortureCounters
+    let dwell: Int
+
+    /// One read section; returns the age seen (ageBuckets - 1 if poisoned).
+    @inline(__always)
+    func readOnce(dwell: Int) -> Int {
+        impl.section {
+            let index = ring.current.load(ordering: .acquiring)
+            let element = ring.elements + index
+            var state = element.pointee.state.load(ordering: .relaxed)
+            var spins = 0
+            while spins < dwell && state == liveState {
+                state = element.pointee.state.load(ordering: .relaxed)
+                spins += 1
+            }
+            let age = element.pointee.age.load(ordering: .relaxed)
+            if state != liveState || age >= 2 {
+                counters.violations.add(1, ordering: .relaxed)
+            }
+            return state == liveState ? min(age, ageBuckets - 1) : ageBuckets - 1
+        }
+    }
+
+    @inline(never)
+    func readerLoop(_ stop: StopFlag) {
+        var histogram = Array(repeating: 0, count: ageBuckets)
+        var reads = 0
+        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+            for _ in 0..<64 {
+                histogram[readOnce(dwell: dwell)] += 1
+            }
+            reads += 64
+        }
+        counters.reads.add(reads, ordering: .relaxed)
+        counters.merge(histogram)
+    }
+
+    /// A short burst of reads (churned threads).
+    func readBurst(_ count: Int) {
+        var histogram = Array(repeating: 0, count: ageBuckets)
+        for _ in 0..<count { histogram[readOnce(dwell: dwell)] += 1 }
+        counters.reads.add(count, ordering: .relaxed)
+        counters.merge(histogram)
+    }
+
+    /// Publish, retire, wait, age, poison, recycle.
+    func updateOnce() {
+        let waitingFor: [Int] = ring.book.withLock { book in
+            guard !book.free.isEmpty else { return [] }
+            let fresh = book.free.removeFirst()
+            ring.elements[fresh].age.store(0, ordering: .relaxed)
+            ring.elements[fresh].state.store(liveState, ordering: .relaxed)
+            let old = ring.current.exchange(fresh, ordering: .acquiringAndReleasing)
+            ring.elements[old].age.store(1, ordering: .relaxed)
+            book.retired.append(old)
+            return book.retired
+        }
+        impl.synchronize()
+        counters.gracePeriods.add(1, ordering: .relaxed)
+        ring.book.withLock { book in
+            // Every element retired before this grace period began has now
+            // outlived one: age it; poison at 2; recycle once old enough.
+            let waited = Set(waitingFor)
+            var stillRetired: [Int] = []
+            for index in book.retired {
+                let element = ring.elements + index
+                var age = element.pointee.age.load(ordering: .relaxed)
+                if waited.contains(index) {
+                    age += 1
+                    element.pointee.age.store(age, ordering: .relaxed)
+                }
+                if age >= 2 { element.pointee.state.store(poisonState, ordering: .relaxed) }
+                if age >= ring.recycleAge {
+                    book.free.append(index)
+                } else {
+                    stillRetired.append(index)
+                }
+            }
+            book.retired = stillRetired
+        }
+        counters.updates.add(1, ordering: .relaxed)
+    }
+}
+
+// MARK: - Faults
+
+/// Reader threads currently alive, for the migrate and signals faults. A
+/// thread is in the registry only between its registration and the moment it
+/// leaves, so signalling a registered thread never targets an exited one.
+final class ReaderRegistry: Sendable {
+    private let threads = Mutex<[Int32: pthread_t]>([:])
+
+    func add() { threads.withLock { $0[stress_gettid()] = pthread_self() } }
+    func remove() { _ = threads.withLock { $0.removeValue(forKey: stress_gettid()) } }
+
+    /// Runs `body` on one random registered thread, under the lock.
+    func withRandomThread(_ body: (Int32, pthread_t) -> Void) {
+        threads.withLock { threads in
+            guard let entry = threads.randomElement() else { return }
+            body(entry.key, entry.value)
+        }
+    }
+}
+
+/// The read a signal handler performs, set while a signals fault runs.
+/// nonisolated(unsafe): written only while no signal can be delivered (before
+/// the storm starts and after every reader has been joined).
+nonisolated(unsafe) var signalReadHook: (() -> Void)? = nil
+
+let signalHandler: @convention(c) (Int32) -> Void = { _ in
+    signalReadHook?()
+}
+
+/// Set by SIGINT: runs stop early, join, and print what they have.
+let interruptRequested = Atomic<Bool>(false)
+
+let interruptHandler: @convention(c) (Int32) -> Void = { _ in
+    interruptRequested.store(true, ordering: .relaxed)
+}
+
+func installInterruptHandler() {
+    _ = stress_install_handler(SIGINT, interruptHandler)
+}
+
+// MARK: - One run
+
+struct TortureRun: ImplVisitor {
+    let options: TortureOptions
+
+    func visit<I: ReadSideImpl>(_ impl: I) -> TortureResult {
+        let ring = ElementRing(count: 16 + 16 * options.updaters)
+        let counters = TortureCounters()
+        let torture = PointerTorture(impl: impl, ring: ring, counters: counters, dwell: options.dwell)
+        let stop = StopFlag()
+        let registry = ReaderRegistry()
+        let faults = Set(options.faults)
+        let cpus = onlineCPUs()
+        var threads: [StressThreadBox] = []
+        var faultThreads: [StressThreadBox] = []
+
+        if faults.contains(.signals) {
+            signalReadHook = {
+                _ = torture.readOnce(dwell: 0)
+                counters.signalReads.add(1, ordering: .relaxed)
+            }
+            _ = stress_install_handler(SIGUSR1, signalHandler)
+        }
+
+        let start = nowNanoseconds()
+        for _ in 0..<options.readerCount {
+            threads.append(StressThreadBox(StressThread {
+                impl.threadBegin()
+                registry.add()
+                torture.readerLoop(stop)
+                registry.remove()
+                impl.threadEnd()
+            }))
+        }
+        var updaterThreads: [StressThreadBox] = []
+        for _ in 0..<options.updaters {
+            updaterThreads.append(StressThreadBox(StressThread {
+                impl.threadBegin()
+                while !stop.isSet && !interruptRequested.load(ordering: .relaxed) { torture.updateOnce() }
+                impl.threadEnd()
+            }))
+        }
+        if faults.contains(.migrate) {
+            faultThreads.append(StressThreadBox(StressThread {
+                var generator = SystemRandomNumberGenerator()
+                while !stop.isSet {
+                    registry.withRandomThread { tid, _ in
+                        _ = stress_pin_thread(tid, Int32(Int.random(in: 0..<cpus, using: &generator)))
+                    }
+                    sleepSeconds(0.0002)
+                }
+            }))
+        }
+        if faults.contains(.signals) {
+            faultThreads.append(StressThreadBox(StressThread {
+                while !stop.isSet {
+                    registry.withRandomThread { _, thread in _ = pthread_kill(thread, SIGUSR1) }
+                    sleepSeconds(0.00005)
+                }
+            }))
+        }
+        if faults.contains(.churn) {
+            faultThreads.append(StressThreadBox(StressThread {
+                while !stop.isSet {
+                    let child = StressThread {
+                        impl.threadBegin()
+                        registry.add()
+                        torture.readBurst(500)
+                        registry.remove()
+                        impl.threadEnd()
+                    }
+                    child.join()
+                }
+            }))
+        }
+
+        monitor(options: options, counters: counters, start: start)
+        stop.set()
+        for thread in faultThreads { thread.join() }
+        for thread in updaterThreads { thread.join() }
+        for thread in threads { thread.join() }
+        let end = nowNanoseconds()
+        if faults.contains(.signals) {
+            // No signal is sent after the storm thread was joined, and every
+            // reader that could receive one has been joined too.
+            signalReadHook = nil
+        }
+
+        var result = TortureResult(options: options)
+        result.seconds = Double(end - start) / 1e9
+        result.reads = counters.reads.load(ordering: .relaxed)
+        result.signalReads = counters.signalReads.load(ordering: .relaxed)
+        result.updates = counters.updates.load(ordering: .relaxed)
+        result.gracePeriods = counters.gracePeriods.load(ordering: .relaxed)
+        result.violations = counters.violations.load(ordering: .relaxed)
+        result.leaked = ring.leaked
+        result.ageHistogram = counters.histogram.withLock { $0 }
+        result.interrupted = interruptRequested.load(ordering: .relaxed)
+        return result
+    }
+
+    /// Waits for the run's end, printing a live line on a TTY.
+    private func monitor(options: TortureOptions, counters: TortureCounters, start: UInt64) {
+        let live = stderrIsTerminal && options.showsProgress && options.duration > 2
+        var lastPrint = 0.0
+        while true {
+            let elapsed = Double(nowNanoseconds() - start) / 1e9
+            if elapsed >= options.duration || interruptRequested.load(ordering: .relaxed) { break }
+            if options.stopOnViolation && counters.violations.load(ordering: .relaxed) > 0 { break }
+            if live && elapsed - lastPrint >= 0.5 {
+                lastPrint = elapsed
+                writeStandardError("\r\u{1B}[K[\(options.flavor.rawValue)] \(fixed(elapsed, 1))s"
+                    + " reads \(counters.reads.load(ordering: .relaxed))"
+                    + " updates \(counters.updates.load(ordering: .relaxed))"
+                    + " violations \(counters.violations.load(ordering: .relaxed))")
+            }
+            sleepSeconds(0.02)
+        }
+        if live { writeStandardError("\r\u{1B}[K") }
+    }
+}
+
+/// The impl a torture flavor runs on.
+func tortureImpl(_ flavor: FlavorName) -> AnyImpl {
+    switch flavor {
+    case .liburcu: return .liburcu(LiburcuImpl())
+    default: return .rcu(Domains.impl(for: flavor)!)
+    }
+}
+
+func runTorture(_ options: TortureOptions) -> TortureResult {
+    tortureImpl(options.flavor).visit(TortureRun(options: options))
+}
+
+// MARK: - Output
+
+func tortureTable(_ results: [TortureResult]) -> String {
+    var table = TextTable(["flavor", "faults", "workload", "reads/s", "updates/s", "GPs/s", "violations", "leaked", "ages 0/1/2+"])
+    for result in results {
+        let seconds = max(result.seconds, 1e-9)
+        let ages = result.ageHistogram
+        let old = ages.dropFirst(2).reduce(0, +)
+        table.add([
+            result.options.flavor.rawValue,
+            result.options.faults.isEmpty ? "none" : result.options.faults.map(\.rawValue).joined(separator: ","),
+            result.options.workload.rawValue,
+            formatDouble(Double(result.reads) / seconds, significant: 4),
+            formatDouble(Double(result.updates) / seconds, significant: 4),
+            formatDouble(Double(result.gracePeriods) / seconds, significant: 4),
+            String(result.violations),
+            String(result.leaked),
+            "\(ages[0])/\(ages[1])/\(old)",
+        ])
+    }
+    return table.render()
+}
