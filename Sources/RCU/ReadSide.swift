@@ -184,7 +184,7 @@ extension RCUDomain {
         let offset = Int64(_rseqOffset)
         let bound = _rseqBound
         if _inlineFastPath {
-            let index = rcu_shim_rseq_lock(state, offset, bound)  // includes compiler barrier (B)
+            let index = rcu_shim_rseq_lock(state, offset, bound)  // its compiler barrier is (B)
             if _fastPath(index >= 0) { return index }
         }
         return _enterSlow()
@@ -198,9 +198,10 @@ extension RCUDomain {
         let bound = _rseqBound
         if _inlineFastPath && _fastPath(rcu_shim_rseq_unlock(state, offset, bound, index) == 0) {
             // (W-reader): the asm's compiler barrier orders this load after the
-            // unlock increment; pairs with (W) in _waitUntilDrained.
+            // unlock increment; pairs with (W) in _waitUntilDrained. The
+            // same barrier before the increment is (D).
             if _slowPath(rcu_shim_waiters(state) != 0) { rcu_shim_wake_updater(state) }
-            return  // the asm's compiler barrier is (C)
+            return
         }
         _exitSlow(index)
     }
@@ -233,7 +234,7 @@ extension RCUDomain {
     @usableFromInline @inline(never)
     internal func _exitSlow(_ index: Int) {
         if _usesFences {
-            // (C-fence): the section's accesses complete before the unlock
+            // (D-fence): the section's accesses complete before the unlock
             // count; pairs with the scan's acquire loads and fence (S).
             rcu_shim_full_fence()
         }

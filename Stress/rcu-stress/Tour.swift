@@ -1,14 +1,66 @@
-// The default tour: everything rcu-stress checks and measures, briefly, with
-// one summary at the end.
-import Glibc
+// The default tour: torture every flavor with and without faults, show that
+// the canary is caught, then run the benchmark suites briefly, and print one
+// summary. Exit 0 only if no correct flavor showed a violation or a leak and
+// the canary was caught in every run.
 
 /// Runs the tour and returns the process exit code.
 func runTour(quick: Bool) -> Int32 {
-    print("rcu-stress tour: \(Machine.current.summary)")
-    var options = BenchOptions()
-    options.duration = quick ? 0.2 : 0.6
-    options.rounds = 3
-    let results = runBench(options)
-    print(benchTable(results))
-    return 0
+    installInterruptHandler()
+    print("rcu-stress tour\(quick ? " (quick)" : ""): \(Machine.current.summary)")
+    let tortureSeconds = quick ? 1.0 : 4.0
+    let allFaults = Fault.available
+    var results: [TortureResult] = []
+    var problems: [String] = []
+
+    for flavor in FlavorName.allCases {
+        for faults in [[], allFaults] {
+            if interruptRequested.load(ordering: .relaxed) { break }
+            var options = TortureOptions()
+            options.flavor = flavor
+            options.faults = faults
+            options.showsProgress = false
+            if flavor == .broken {
+                // The contract: the canary is caught within 2 s on 2 CPUs.
+                options.duration = 2
+                options.stopOnViolation = true
+            } else {
+                options.duration = tortureSeconds
+            }
+            let faultText = faults.isEmpty ? "no faults" : faults.map(\.rawValue).joined(separator: ",")
+            if stderrIsTerminal { writeStandardError("\r\u{1B}[Ktorture \(flavor.rawValue), \(faultText)...") }
+            let result = runTorture(options)
+            results.append(result)
+            if flavor == .broken {
+                if result.violations == 0 {
+                    problems.append("canary not caught (\(faultText)): the harness cannot fail")
+                }
+            } else if result.violations > 0 || result.leaked > 0 {
+                problems.append("\(flavor.rawValue) (\(faultText)): \(result.violations) violations, \(result.leaked) leaked")
+            }
+        }
+    }
+    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
+    print("\ntorture (pointer workload, \(Int(tortureSeconds)) s per correct run; broken stops at its first violation):")
+    print(tortureTable(results))
+
+    var benchResults: [BenchResult] = []
+    if !interruptRequested.load(ordering: .relaxed) {
+        var options = BenchOptions()
+        options.duration = quick ? 0.15 : 0.6
+        options.rounds = 3
+        benchResults = runBench(options)
+        print("benchmarks (\(options.rounds) interleaved rounds, medians):")
+        print(benchTable(benchResults))
+    }
+
+    if interruptRequested.load(ordering: .relaxed) {
+        problems.append("interrupted: results are partial")
+    }
+    if problems.isEmpty {
+        print("PASS: every correct flavor ran without violations or leaks, and the broken canary was caught in every run.")
+        return 0
+    }
+    print("FAIL:")
+    for problem in problems { print("  - \(problem)") }
+    return 1
 }

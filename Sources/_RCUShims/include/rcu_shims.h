@@ -227,7 +227,9 @@ void rcu_shim_cpu_relax(void) {
 // reports failure; so does an out-of-range cpu_id (rseq unregistered: -1/-2).
 // Nothing was stored on failure, so the caller may retry or fall back.
 // The "memory" clobber makes each a compiler barrier: (B) after the lock
-// increment and (C) before the unlock increment, see docs/design.md.
+// increment, paired with the updater's membarriers (A), (C) and (W); and (D)
+// before the unlock increment, which with x86-TSO makes that increment a
+// release, paired with the scans' acquire loads. See docs/design.md.
 // Numeric local labels only: inlining may duplicate the asm.
 
 #if RCU_SHIM_HAVE_RSEQ
