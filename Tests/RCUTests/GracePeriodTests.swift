@@ -7,12 +7,12 @@ import Testing
 
 @Suite("Grace periods", .serialized)
 struct GracePeriodTests {
-    @Test("synchronize waits for a reader that began before it", arguments: TestMode.allCases)
-    func waitsForEarlierReader(mode: TestMode) {
-        let domain = mode.makeDomain()
+    /// A reader enters, then lingers 50 ms, sets `released`, and unlocks;
+    /// meanwhile this thread calls synchronize(). Returns whether
+    /// synchronize() returned only after `released` was set.
+    private func synchronizeOutlastsEarlierReader(_ domain: RCUDomain) -> Bool {
         let entered = Flag()
         let released = Flag()
-        let observedRelease = Flag()
         let reader = TestThread {
             let token = domain.lock()
             entered.set()
@@ -22,28 +22,21 @@ struct GracePeriodTests {
         }
         #expect(entered.wait())
         domain.synchronize()
-        if released.isSet { observedRelease.set() }
+        let outlasted = released.isSet
         reader.join()
-        #expect(observedRelease.isSet, "synchronize() returned while an earlier reader was inside")
+        return outlasted
+    }
+
+    @Test("synchronize waits for a reader that began before it", arguments: TestMode.allCases)
+    func waitsForEarlierReader(mode: TestMode) {
+        #expect(synchronizeOutlastsEarlierReader(mode.makeDomain()),
+                "synchronize() returned while an earlier reader was inside")
     }
 
     @Test("the canary domain fails the same check")
     func brokenDomainIsCaught() {
-        let domain = makeBrokenDomain()
-        let entered = Flag()
-        let released = Flag()
-        let reader = TestThread {
-            let token = domain.lock()
-            entered.set()
-            sleepMicroseconds(50_000)
-            released.set()
-            domain.unlock(token)
-        }
-        #expect(entered.wait())
-        domain.synchronize()
-        let sawRelease = released.isSet
-        reader.join()
-        #expect(!sawRelease, "the broken domain waited: this check could never fail")
+        #expect(!synchronizeOutlastsEarlierReader(makeBrokenDomain()),
+                "the broken domain waited: this check could never fail")
     }
 
     @Test("synchronize does not wait for readers that began after its flip", arguments: TestMode.allCases)

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Checks rcu-stress's command-line contract: every bad argument prints one
+# line on stderr, nothing on stdout, and exits 64; --json prints one object;
+# SIGINT stops a run cleanly with partial results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.build/release/rcu-stress
+[ -x "$bin" ] || swift build -c release --product rcu-stress >/dev/null
+failures=0
+expect_usage_error() {
+    local out err status
+    out="$(mktemp)"; err="$(mktemp)"
+    set +e; "$bin" "$@" >"$out" 2>"$err"; status=$?; set -e
+    if [ "$status" -ne 64 ] || [ -s "$out" ] || [ "$(wc -l <"$err")" -ne 1 ]; then
+        echo "FAIL: rcu-stress $* -> exit $status, stdout $(wc -c <"$out") bytes, stderr: $(cat "$err")"
+        failures=$((failures + 1))
+    else
+        echo "ok: rcu-stress $* -> $(cat "$err")"
+    fi
+    rm -f "$out" "$err"
+}
+expect_usage_error frobnicate
+expect_usage_error torture --flavor nope
+expect_usage_error torture --workload tree
+expect_usage_error torture --faults migrate,bogus
+expect_usage_error torture --duration 0
+expect_usage_error torture --duration -3
+expect_usage_error torture --readers 100000
+expect_usage_error torture --updaters 0
+expect_usage_error torture --gp sometimes
+expect_usage_error torture --duration
+expect_usage_error bench --suite everything
+expect_usage_error bench --threads 0
+expect_usage_error bench --rounds x
+expect_usage_error bench --unknown 1
+
+json="$("$bin" torture --flavor broken --duration 2 --json)"
+if [[ "$json" == \{*\} ]] && [[ "$json" =~ \"violations\":[1-9] ]]; then
+    echo "ok: torture --flavor broken --duration 2 --json reports violations"
+else
+    echo "FAIL: broken flavor not caught or not one JSON object: $json"; failures=$((failures + 1))
+fi
+
+out="$(mktemp)"
+"$bin" torture --flavor rcu --duration 60 --faults signals >"$out" 2>/dev/null &
+pid=$!
+sleep 2
+kill -INT "$pid"
+set +e; wait "$pid"; status=$?; set -e
+if [ "$status" -eq 0 ] && grep -q "interrupted: partial results" "$out"; then
+    echo "ok: SIGINT stops a torture run cleanly with partial results"
+else
+    echo "FAIL: SIGINT run exited $status: $(cat "$out")"; failures=$((failures + 1))
+fi
+rm -f "$out"
+echo "$(( 16 - failures )) passed, $failures failed"
+[ "$failures" -eq 0 ]
