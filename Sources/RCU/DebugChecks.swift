@@ -69,6 +69,9 @@ extension RCUDomain {
         _currentThreadReadState().cells[_id]?.depth.load(ordering: .relaxed) ?? 0
     }
 
+    /// Whether this thread has a tracked read section of this domain open.
+    internal var _debugSectionsOpen: Bool { _sectionsOpenOnThisThread > 0 }
+
     internal func _assertNotReading(_ operation: StaticString) {
         let depth = _sectionsOpenOnThisThread
         if depth > 0 {
@@ -80,5 +83,8 @@ extension RCUDomain {
 extension RCUDomain {
     @inline(__always)
     internal func _assertNotReading(_ operation: StaticString) {}
+
+    /// Release builds do not track sections per thread.
+    internal var _debugSectionsOpen: Bool { false }
 }
 #endif

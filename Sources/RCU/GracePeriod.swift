@@ -34,13 +34,13 @@ extension RCUDomain {
     ///   message; release builds hang.
     public func synchronize() {
         _assertNotReading("synchronize()")
-        if _skipsGracePeriods { return }
-        // (P) orders the caller's earlier stores (the unpublish) before the
-        // sequence read below; pairs with (A), issued after the leader
-        // marks a grace period started. Without it a caller could adopt a
-        // grace period whose (A) ran before its unpublish was visible.
-        rcu_shim_full_fence()
-        let target = _gracePeriodTarget(_gpSequence.load(ordering: .acquiring))
+        _waitForSequence(_snapshotState()._sequence)
+    }
+
+    /// Runs grace periods until the sequence reaches `target`, or returns when
+    /// another caller's grace periods already did. (P) was issued by the
+    /// caller's snapshot.
+    internal func _waitForSequence(_ target: UInt64) {
         _gpLock.withLock { counters in
             // The sequence only advances under this lock, so a follower that
             // waited here while a leader ran finds its target already reached.
@@ -65,6 +65,11 @@ extension RCUDomain {
     /// One grace period. Called with `_gpLock` held.
     private func _runGracePeriod(_ counters: inout _GracePeriodCounters) {
         let sequence = _gpSequence.load(ordering: .relaxed)
+        if _skipsGracePeriods {
+            // The canary: a "grace period" that waits for nobody.
+            _gpSequence.store(sequence &+ 2, ordering: .releasing)
+            return
+        }
         _gpSequence.store(sequence &+ 1, ordering: .relaxed)  // started; (A) orders it
 
         // (A) pairs with every reader's compiler barrier (B) after its lock

@@ -57,6 +57,8 @@ public final class RCUDomain: @unchecked Sendable {
     /// grace period. See `GracePeriod.swift`.
     internal let _gpSequence = Atomic<UInt64>(0)
     internal let _gpLock = Mutex<_GracePeriodCounters>(_GracePeriodCounters())
+    /// Deferred reclamation: queues, worker, memory bound.
+    internal let _reclaimer: _Reclaimer
 
     /// The mode this domain chose when it was created.
     public let mode: RCUMode
@@ -137,6 +139,7 @@ public final class RCUDomain: @unchecked Sendable {
         _membarrierRestartsRseq = usesMembarrier && restartsRseq
         _inlineFastPath = usesRseq && usesMembarrier
         _skipsGracePeriods = configuration._skipsGracePeriods
+        _reclaimer = _Reclaimer(shardCount: Int(slots), maxPending: max(1, configuration.maxPendingCallbacks))
         _id = Self._nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         mode = RCUMode(counters: usesRseq ? .rseq : .atomic, ordering: usesMembarrier ? .membarrier : .fence)
         modeReasons = reasons

@@ -61,6 +61,11 @@ extension RCUDomain {
         /// Apply `RCU_FORCE_ATOMIC` and `RCU_FORCE_FENCE` from the environment
         /// on top of this configuration. Default `true`.
         public var honorsEnvironment: Bool
+        /// The memory bound of deferred reclamation: past this many pending
+        /// callbacks and retired objects, ``RCUDomain/retire(_:)`` and
+        /// ``RCUDomain/defer(_:)`` called outside a read section wait for the
+        /// worker. Default 1,048,576.
+        public var maxPendingCallbacks: Int = 1 << 20
 
         /// A test-only canary: `synchronize()` returns without waiting for
         /// readers. It exists to prove that torture tests can fail.

@@ -79,11 +79,14 @@ extension RCUDomain {
     @inlinable @inline(__always)
     public func read<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
         let token = lock()
+        rcu_shim_depth_enter()
         do {
             let result = try body()
+            rcu_shim_depth_exit()
             unlock(token)
             return result
         } catch {
+            rcu_shim_depth_exit()
             unlock(token)
             throw error
         }

@@ -19,6 +19,20 @@
 #include <sys/rseq.h>
 #endif
 
+__thread __attribute__((tls_model("initial-exec"))) long rcu_shim_thread_read_depth = 0;
+__thread __attribute__((tls_model("initial-exec"))) int rcu_shim_thread_runs_callbacks = 0;
+
+uint32_t *rcu_shim_word_create(void) {
+    void *memory = NULL;
+    if (posix_memalign(&memory, RCU_SHIM_LINE, RCU_SHIM_LINE) != 0) return NULL;
+    memset(memory, 0, RCU_SHIM_LINE);
+    return memory;
+}
+
+void rcu_shim_word_destroy(uint32_t *word) {
+    free(word);
+}
+
 rcu_shim_state *rcu_shim_state_create(uint32_t slot_count) {
     if (slot_count == 0) slot_count = 1;
     size_t bytes = sizeof(rcu_shim_header) + (size_t)slot_count * sizeof(rcu_shim_slot);

@@ -108,3 +108,10 @@ final class TokenBox: @unchecked Sendable {
         lock.withLock { _ in self.token.take() }
     }
 }
+
+/// A shareable counter.
+final class Count: Sendable {
+    private let value = Atomic<Int>(0)
+    func add(_ amount: Int = 1) { value.add(amount, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
+}

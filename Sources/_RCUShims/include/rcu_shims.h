@@ -199,6 +199,30 @@ void rcu_shim_disarm_waiter(rcu_shim_state *state);
 /// Sleeps while the waiter word is still set, at most `timeout_ns`.
 void rcu_shim_wait_for_readers(rcu_shim_state *state, int64_t timeout_ns);
 
+/// Read sections opened with `read {}` on this thread, over all domains.
+/// Used only to decide whether a retire may wait for memory (it never waits
+/// inside a read section). Initial-exec TLS: one %fs-relative add.
+extern __thread __attribute__((tls_model("initial-exec"))) long rcu_shim_thread_read_depth;
+
+static inline __attribute__((always_inline))
+void rcu_shim_depth_enter(void) { rcu_shim_thread_read_depth += 1; }
+static inline __attribute__((always_inline))
+void rcu_shim_depth_exit(void) { rcu_shim_thread_read_depth -= 1; }
+static inline __attribute__((always_inline))
+long rcu_shim_depth(void) { return rcu_shim_thread_read_depth; }
+
+/// Non-zero on a reclamation worker thread while it runs callbacks.
+extern __thread __attribute__((tls_model("initial-exec"))) int rcu_shim_thread_runs_callbacks;
+static inline int rcu_shim_runs_callbacks(void) { return rcu_shim_thread_runs_callbacks; }
+static inline void rcu_shim_set_runs_callbacks(int value) { rcu_shim_thread_runs_callbacks = value; }
+
+/// A 32-bit futex word in its own cache line (calloc'd, never moves).
+uint32_t *rcu_shim_word_create(void);
+void rcu_shim_word_destroy(uint32_t *word);
+static inline uint32_t rcu_shim_word_load(uint32_t *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+static inline void rcu_shim_word_store(uint32_t *word, uint32_t value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
+static inline uint32_t rcu_shim_word_increment(uint32_t *word) { return __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST); }
+
 /// Full hardware + compiler fence (seq_cst).
 static inline __attribute__((always_inline))
 void rcu_shim_full_fence(void) {

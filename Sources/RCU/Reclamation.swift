@@ -1,0 +1,536 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Synchronization
+import _RCUShims
+
+// MARK: - Public API
+
+extension RCUDomain {
+    /// Releases this reference to `object` after a grace period, on the
+    /// domain's worker thread (call_rcu for objects).
+    ///
+    /// Readers that found `object` before it was unpublished may keep using
+    /// it until their sections end; its `deinit` (if this was the last
+    /// reference) runs on the worker afterwards.
+    ///
+    /// ```swift
+    /// let old = table.exchange(fresh)
+    /// rcu.retire(old)
+    /// ```
+    ///
+    /// - Complexity: O(1), lock-free: an internal read section, two atomic
+    ///   increments on this CPU's shard, and a store. Every 256 calls per CPU,
+    ///   a chunk is installed and the memory bound checked.
+    /// - Warning: When more than ``Configuration/maxPendingCallbacks`` are
+    ///   pending and the calling thread is not inside a `read {}` section, the
+    ///   call waits for the worker to catch up. Inside `read {}` it never
+    ///   waits. Token and async sections are invisible to that check in
+    ///   release builds (debug builds see tokens): do not retire from them
+    ///   while a reader may be stalled, or the wait could be for yourself.
+    public func retire<Object: AnyObject>(_ object: consuming Object) {
+        _reclaimer.enqueue(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()), self)
+    }
+
+    /// Runs `body` after a grace period, on the domain's worker thread
+    /// (call_rcu for closures).
+    ///
+    /// - Complexity: O(1) plus one allocation for the closure box.
+    /// - Warning: `body` runs on the worker; a slow body delays every other
+    ///   callback of this domain. The same waiting rule as ``retire(_:)``
+    ///   applies.
+    public func `defer`(_ body: @escaping @Sendable () -> Void) {
+        let box = Unmanaged.passRetained(_DeferredCallback(body)).toOpaque()
+        _reclaimer.enqueue(UInt(bitPattern: box) | _Reclaimer.callbackTag, self)
+    }
+
+    /// Waits until every callback and retired object queued before the call
+    /// has been processed, including what those callbacks queue in turn, up
+    /// to 16 generations deep.
+    ///
+    /// - Complexity: at least one grace period.
+    /// - Warning: Calling it inside a read section of this domain on the same
+    ///   thread, or from a callback, would wait for itself: debug builds stop
+    ///   with a message for the former, every build for the latter.
+    public func barrier() {
+        _assertNotReading("barrier()")
+        _reclaimer.barrier(self)
+    }
+
+    /// The asynchronous ``barrier()``: suspends instead of blocking.
+    public func barrier() async {
+        await _reclaimer.barrierAsync(self)
+    }
+
+    /// Stops the worker thread after draining every pending callback. A later
+    /// retire, defer, poll or async wait starts it again.
+    ///
+    /// The worker also stops by itself after a second with nothing to do, and
+    /// it never keeps the process from exiting.
+    public func stopWorker() {
+        barrier()
+        _reclaimer.stopWorker()
+    }
+
+    /// Callbacks and retired objects queued and not yet processed (exact when
+    /// no retire runs concurrently).
+    public var pendingCallbacks: Int { _reclaimer.pending }
+
+    /// The largest ``pendingCallbacks`` the worker has seen.
+    public var peakPendingCallbacks: Int { _reclaimer.peakPending.load(ordering: .relaxed) }
+}
+
+// MARK: - Implementation
+
+/// A closure queued by `defer`.
+internal final class _DeferredCallback {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+}
+
+/// A chunk of queued items. Writers claim a slot with an atomic increment and
+/// store the item's bits into it; the worker detaches whole chunks.
+internal final class _RetiredChunk: @unchecked Sendable {
+    // @unchecked Sendable: `items` is allocated in init and accessed only
+    // through its atomics; `next` is written before the chunk is published
+    // (by the CAS that installs it) and read by the worker after a grace
+    // period that follows its detachment.
+    static let capacity = 256
+    let claimed = Atomic<Int>(0)
+    let items: UnsafeMutablePointer<Atomic<UInt>>
+    var next: _RetiredChunk?
+
+    init() {
+        items = .allocate(capacity: Self.capacity)
+        for index in 0..<Self.capacity { (items + index).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        items.deinitialize(count: Self.capacity)
+        items.deallocate()
+    }
+}
+
+/// One CPU's queue: the chunk being filled (holding +1 on it, as bits, with
+/// earlier full chunks chained behind it) and the number of items queued.
+internal final class _Shard: @unchecked Sendable {
+    // @unchecked Sendable: both fields are atomics.
+    let current: Atomic<UInt>
+    let enqueued = Atomic<Int>(0)
+    // Keeps shards of different CPUs out of each other's cache lines.
+    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+    init() {
+        current = Atomic(UInt(bitPattern: Unmanaged.passRetained(_RetiredChunk()).toOpaque()))
+    }
+
+    deinit {
+        Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: current.load(ordering: .relaxed))!).release()
+    }
+}
+
+/// Deferred reclamation for one domain: sharded lock-free queues, a worker
+/// thread that batches them behind one grace period, the memory bound, and
+/// the waiters of async synchronize and barrier.
+///
+/// Why writers need no lock: each enqueue runs inside a read section of the
+/// domain itself. The worker detaches a shard's chunk with an exchange and
+/// then waits for a grace period before reading it, so every writer that
+/// could still have been filling that chunk has finished; the chunk's slots
+/// are complete and it can be reused. That grace period is also the one the
+/// detached items wait for: they were all queued before it began.
+internal final class _Reclaimer: @unchecked Sendable {
+    // @unchecked Sendable: shared state is atomics, Mutex-protected, or the
+    // C futex words, which are allocated once.
+    static let callbackTag: UInt = 1
+    static let maxChainGenerations = 16
+
+    let shards: [_Shard]
+    let maxPending: Int
+    /// Items processed so far.
+    let processed = Atomic<Int>(0)
+    /// Items queued by callbacks (the worker thread), for barrier's chains.
+    let chained = Atomic<Int>(0)
+    let peakPending = Atomic<Int>(0)
+    /// 0: no worker; 1: running; 2: asked to stop.
+    let workerState = Atomic<Int>(0)
+    /// Set while the worker sleeps with nothing to do (seq_cst, see enqueue).
+    let workerIdle = Atomic<Bool>(false)
+    /// Futex word the worker sleeps on; incremented to wake it.
+    let kickWord: UnsafeMutablePointer<UInt32>
+    /// Futex word incremented after each batch; barrier and backpressure wait on it.
+    let progressWord: UnsafeMutablePointer<UInt32>
+    private let freeChunks = Mutex<[_RetiredChunk]>([])
+    private let requests = Mutex<_Requests>(_Requests())
+
+    struct _Requests {
+        var gracePeriodTarget: UInt64 = 0
+        var sequenceWaiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
+    }
+
+    init(shardCount: Int, maxPending: Int) {
+        shards = (0..<max(1, shardCount)).map { _ in _Shard() }
+        self.maxPending = maxPending
+        guard let kick = rcu_shim_word_create(), let progress = rcu_shim_word_create() else {
+            fatalError("swift-rcu: cannot allocate reclamation futex words")
+        }
+        kickWord = kick
+        progressWord = progress
+    }
+
+    deinit {
+        rcu_shim_word_destroy(kickWord)
+        rcu_shim_word_destroy(progressWord)
+    }
+
+    var totalEnqueued: Int {
+        shards.reduce(0) { $0 + $1.enqueued.load(ordering: .acquiring) }
+    }
+
+    var pending: Int { max(0, totalEnqueued - processed.load(ordering: .acquiring)) }
+
+    // MARK: Writers
+
+    func enqueue(_ bits: UInt, _ domain: RCUDomain, shard shardIndex: Int? = nil) {
+        let token = domain._lockUntracked()
+        let shard = shards[shardIndex ?? Int(rcu_shim_slot_hint(domain._state)) % shards.count]
+        var installed = false
+        while true {
+            let chunkBits = shard.current.load(ordering: .acquiring)
+            let chunk = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: chunkBits)!)
+            // seq_cst: pairs with the worker's seq_cst store of workerIdle
+            // before it looks for work, so either it sees this claim or we
+            // see it idle and wake it.
+            let stored = chunk._withUnsafeGuaranteedRef { chunk -> Bool in
+                let index = chunk.claimed.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
+                guard index < _RetiredChunk.capacity else { return false }
+                chunk.items[index].store(bits, ordering: .releasing)
+                return true
+            }
+            if stored { break }
+            installFreshChunk(shard, replacing: chunkBits)
+            installed = true
+        }
+        shard.enqueued.wrappingAdd(1, ordering: .releasing)
+        if rcu_shim_runs_callbacks() != 0 { chained.wrappingAdd(1, ordering: .relaxed) }
+        domain.unlock(token)
+
+        if workerIdle.load(ordering: .sequentiallyConsistent) || workerState.load(ordering: .relaxed) == 0 {
+            kick(domain)
+        }
+        if installed { applyBackpressure(domain) }
+    }
+
+    /// Replaces a full chunk with an empty one that chains to it.
+    private func installFreshChunk(_ shard: _Shard, replacing fullBits: UInt) {
+        let fresh = takeFreeChunk()
+        let full = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: fullBits)!)
+        fresh.next = full.takeUnretainedValue()
+        let freshBits = UInt(bitPattern: Unmanaged.passRetained(fresh).toOpaque())
+        if shard.current.compareExchange(expected: fullBits, desired: freshBits,
+                                         ordering: .acquiringAndReleasing).exchanged {
+            full.release()  // the shard's reference; fresh.next holds its own
+        } else {
+            fresh.next = nil
+            Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: freshBits)!).release()
+        }
+    }
+
+    /// Waits for the worker while the bound is near, unless the caller is
+    /// inside a read section (or is the worker itself).
+    ///
+    /// Each shard checks once per chunk, so between two checks a shard can
+    /// gain at most one chunk of items; waiting from `maxPending - shards *
+    /// capacity` on keeps the true number pending at or under `maxPending`.
+    private func applyBackpressure(_ domain: RCUDomain) {
+        let threshold = max(maxPending - shards.count * _RetiredChunk.capacity, maxPending / 2)
+        var backlog = pending
+        notePeak(backlog)
+        guard backlog >= threshold else { return }
+        guard rcu_shim_depth() == 0, rcu_shim_runs_callbacks() == 0, !domain._debugSectionsOpen else { return }
+        while backlog >= threshold {
+            let seen = rcu_shim_word_load(progressWord)
+            kick(domain)
+            if pending < threshold { break }
+            _ = rcu_shim_futex_wait(progressWord, seen, 10_000_000)
+            backlog = pending
+        }
+    }
+
+    func notePeak(_ value: Int) {
+        var peak = peakPending.load(ordering: .relaxed)
+        while value > peak {
+            let result = peakPending.compareExchange(expected: peak, desired: value, ordering: .relaxed)
+            if result.exchanged { break }
+            peak = result.original
+        }
+    }
+
+    private func takeFreeChunk() -> _RetiredChunk {
+        if let chunk = freeChunks.withLock({ $0.popLast() }) { return chunk }
+        return _RetiredChunk()
+    }
+
+    private func recycle(_ chunk: _RetiredChunk) {
+        chunk.claimed.store(0, ordering: .relaxed)
+        chunk.next = nil
+        freeChunks.withLock { free in
+            if free.count < 4 * shards.count { free.append(chunk) }
+        }
+    }
+
+    // MARK: Requests from pollers, async waiters and barriers
+
+    func requestGracePeriod(_ state: RCUGracePeriodState, _ domain: RCUDomain) {
+        let raised = requests.withLock { requests -> Bool in
+            guard state._sequence > requests.gracePeriodTarget else { return false }
+            requests.gracePeriodTarget = state._sequence
+            return true
+        }
+        if raised { kick(domain) }
+    }
+
+    func addWaiter(for sequence: UInt64, _ continuation: CheckedContinuation<Void, Never>, _ domain: RCUDomain) {
+        requests.withLock { requests in
+            requests.gracePeriodTarget = max(requests.gracePeriodTarget, sequence)
+            requests.sequenceWaiters.append((sequence, continuation))
+        }
+        kick(domain)
+    }
+
+    /// Queues one marker callback on every shard and waits until all have
+    /// run. Each shard's chunks are processed oldest first, so a shard's
+    /// marker runs after everything queued on that shard before it; and
+    /// everything queued before the barrier began was queued before its
+    /// marker on the same shard. Repeats while callbacks queued more
+    /// callbacks (chains), up to `maxChainGenerations` times.
+    func barrier(_ domain: RCUDomain) {
+        if rcu_shim_runs_callbacks() != 0 {
+            fatalError("swift-rcu: barrier() called from an RCU callback of \(domain); it would wait for itself")
+        }
+        for _ in 0..<Self.maxChainGenerations {
+            let chainedBefore = chained.load(ordering: .relaxed)
+            let markers = queueMarkers(domain, continuation: nil)
+            while markers.remaining.load(ordering: .acquiring) > 0 {
+                let seen = rcu_shim_word_load(progressWord)
+                if markers.remaining.load(ordering: .acquiring) == 0 { break }
+                kick(domain)
+                _ = rcu_shim_futex_wait(progressWord, seen, 10_000_000)
+            }
+            if chained.load(ordering: .relaxed) == chainedBefore { return }
+        }
+    }
+
+    func barrierAsync(_ domain: RCUDomain) async {
+        for _ in 0..<Self.maxChainGenerations {
+            let chainedBefore = chained.load(ordering: .relaxed)
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                _ = queueMarkers(domain, continuation: continuation)
+            }
+            if chained.load(ordering: .relaxed) == chainedBefore { return }
+        }
+    }
+
+    private func queueMarkers(_ domain: RCUDomain, continuation: CheckedContinuation<Void, Never>?) -> _BarrierMarkers {
+        let markers = _BarrierMarkers(count: shards.count, continuation: continuation)
+        for index in shards.indices {
+            let box = Unmanaged.passRetained(_DeferredCallback { markers.arrive() }).toOpaque()
+            enqueue(UInt(bitPattern: box) | Self.callbackTag, domain, shard: index)
+        }
+        kick(domain)
+        return markers
+    }
+
+    // MARK: The worker
+
+    /// Wakes the worker, starting it if none runs.
+    func kick(_ domain: RCUDomain) {
+        if workerState.load(ordering: .acquiring) == 0 { startWorker(domain) }
+        rcu_shim_word_increment(kickWord)
+        _ = rcu_shim_futex_wake(kickWord, 1)
+    }
+
+    private func startWorker(_ domain: RCUDomain) {
+        guard workerState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        let context = Unmanaged.passRetained(_WorkerContext(domain)).toOpaque()
+        var thread = pthread_t()
+        let status = pthread_create(&thread, nil, { context in
+            let worker = Unmanaged<_WorkerContext>.fromOpaque(context!).takeRetainedValue()
+            worker.domain._reclaimer.run(worker.domain)
+            return nil
+        }, context)
+        precondition(status == 0, "swift-rcu: cannot start the reclamation worker (pthread_create: \(status))")
+        pthread_detach(thread)
+    }
+
+    func stopWorker() {
+        guard workerState.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        while workerState.load(ordering: .acquiring) != 0 {
+            rcu_shim_word_increment(kickWord)
+            _ = rcu_shim_futex_wake(kickWord, 1)
+            rcu_shim_sleep_ns(100_000)
+        }
+    }
+
+    /// The worker loop: detach, one grace period, run, repeat; sleep when idle;
+    /// exit after a second idle (releasing the domain) or when stopped.
+    private func run(_ domain: RCUDomain) {
+        var idleSince: UInt64 = 0
+        while workerState.load(ordering: .acquiring) == 1 {
+            let seen = rcu_shim_word_load(kickWord)
+            if processBatch(domain) {
+                idleSince = 0
+                continue
+            }
+            let now = _monotonicNanoseconds()
+            if idleSince == 0 { idleSince = now }
+            if now - idleSince > 1_000_000_000 {
+                // Idle for a second: exit unless something arrived meanwhile.
+                workerIdle.store(true, ordering: .sequentiallyConsistent)
+                if hasWork(domain) { workerIdle.store(false, ordering: .relaxed); continue }
+                if workerState.compareExchange(expected: 1, desired: 0, ordering: .acquiringAndReleasing).exchanged {
+                    workerIdle.store(false, ordering: .relaxed)
+                    if hasWork(domain) { kick(domain) }  // a writer raced with the exit
+                    return
+                }
+                continue
+            }
+            workerIdle.store(true, ordering: .sequentiallyConsistent)
+            if !hasWork(domain) {
+                _ = rcu_shim_futex_wait(kickWord, seen, 100_000_000)
+            }
+            workerIdle.store(false, ordering: .relaxed)
+        }
+        workerState.store(0, ordering: .releasing)
+    }
+
+    /// Whether anything is queued or requested (a seq_cst read of the claims).
+    private func hasWork(_ domain: RCUDomain) -> Bool {
+        if shards.contains(where: { shard in
+            let bits = shard.current.load(ordering: .sequentiallyConsistent)
+            return Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)._withUnsafeGuaranteedRef {
+                $0.claimed.load(ordering: .sequentiallyConsistent) > 0 || $0.next != nil
+            }
+        }) { return true }
+        return requests.withLock { !$0.sequenceWaiters.isEmpty || $0.gracePeriodTarget > domain._completedSequence() }
+    }
+
+    /// One round. Returns whether it did anything.
+    private func processBatch(_ domain: RCUDomain) -> Bool {
+        // Detach every non-empty shard's chain.
+        var detached: [_RetiredChunk] = []
+        for shard in shards {
+            let bits = shard.current.load(ordering: .acquiring)
+            let busy = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)._withUnsafeGuaranteedRef {
+                $0.claimed.load(ordering: .relaxed) > 0 || $0.next != nil
+            }
+            guard busy else { continue }
+            let fresh = UInt(bitPattern: Unmanaged.passRetained(takeFreeChunk()).toOpaque())
+            let old = shard.current.exchange(fresh, ordering: .acquiringAndReleasing)
+            detached.append(Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: old)!).takeRetainedValue())
+        }
+        let wanted = requests.withLock { $0.gracePeriodTarget }
+        let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
+        if needsGracePeriod {
+            notePeak(pending)
+            // One grace period for the whole batch, shared with concurrent
+            // synchronize() callers and pollers.
+            domain._waitForSequence(domain._snapshotState()._sequence)
+        }
+        resumeSequenceWaiters(domain)
+
+        var count = 0
+        rcu_shim_set_runs_callbacks(1)
+        for head in detached {
+            // The chain runs newest to oldest; process oldest first, so each
+            // shard's items run in the order they were queued.
+            var chain: [_RetiredChunk] = []
+            var link: _RetiredChunk? = head
+            while let chunk = link {
+                chain.append(chunk)
+                link = chunk.next
+            }
+            for chunk in chain.reversed() {
+                let claimed = min(chunk.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
+                for index in 0..<claimed {
+                    let bits = chunk.items[index].exchange(0, ordering: .acquiring)
+                    // The writer stored before leaving its read section, and
+                    // the grace period waited for that section.
+                    precondition(bits != 0, "swift-rcu: reclamation slot empty after a grace period")
+                    Self.run(bits)
+                }
+                count += claimed
+                recycle(chunk)
+            }
+        }
+        rcu_shim_set_runs_callbacks(0)
+        if count > 0 {
+            processed.wrappingAdd(count, ordering: .releasing)
+            rcu_shim_word_increment(progressWord)
+            _ = rcu_shim_futex_wake(progressWord, Int32.max)
+        }
+        return needsGracePeriod || count > 0
+    }
+
+    private static func run(_ bits: UInt) {
+        if bits & callbackTag != 0 {
+            let callback = Unmanaged<_DeferredCallback>.fromOpaque(UnsafeRawPointer(bitPattern: bits & ~callbackTag)!)
+            callback.takeRetainedValue().body()
+        } else {
+            Unmanaged<AnyObject>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).release()
+        }
+    }
+
+    private func resumeSequenceWaiters(_ domain: RCUDomain) {
+        let completed = domain._completedSequence()
+        let ready: [CheckedContinuation<Void, Never>] = requests.withLock { requests in
+            var ready: [CheckedContinuation<Void, Never>] = []
+            requests.sequenceWaiters.removeAll { entry in
+                guard entry.0 <= completed else { return false }
+                ready.append(entry.1)
+                return true
+            }
+            return ready
+        }
+        for continuation in ready { continuation.resume() }
+    }
+
+}
+
+/// Counts down the markers of one barrier; the last one resumes or wakes it.
+internal final class _BarrierMarkers: @unchecked Sendable {
+    // @unchecked Sendable: `remaining` is atomic; `continuation` is written
+    // in init and resumed once, by the marker that brings the count to zero.
+    let remaining: Atomic<Int>
+    private let continuation: CheckedContinuation<Void, Never>?
+
+    init(count: Int, continuation: CheckedContinuation<Void, Never>?) {
+        remaining = Atomic(count)
+        self.continuation = continuation
+    }
+
+    func arrive() {
+        if remaining.wrappingSubtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+            continuation?.resume()
+        }
+    }
+}
+
+/// What the worker thread holds: a strong reference to its domain.
+private final class _WorkerContext {
+    let domain: RCUDomain
+    init(_ domain: RCUDomain) { self.domain = domain }
+}
+
+internal func _monotonicNanoseconds() -> UInt64 {
+    var spec = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &spec)
+    return UInt64(spec.tv_sec) &* 1_000_000_000 &+ UInt64(spec.tv_nsec)
+}

@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+@_spi(RCUTesting) @testable import RCU
+import Synchronization
+import Testing
+
+/// An object that poisons itself in deinit. A reader that still borrows it
+/// when a premature release runs the deinit sees the poison. (After the
+/// memory is freed, nothing is guaranteed: rcu-stress's recycled-storage
+/// torture is the rigorous check; this one catches the common case.)
+final class Node: Sendable {
+    let value: Int
+    let alive = Atomic<Int>(0x5AFE)
+    let counter: LifeCounter
+    init(_ value: Int, _ counter: LifeCounter) {
+        self.value = value
+        self.counter = counter
+    }
+    deinit {
+        alive.store(-1, ordering: .relaxed)
+        counter.deinits.add(1, ordering: .releasing)
+    }
+}
+
+@Suite("RCUReference and RCUSnapshot", .serialized)
+struct ReferenceTests {
+    @Test("load, store, exchange and compareExchange")
+    func referenceOperations() {
+        let domain = RCUDomain()
+        let counter = LifeCounter()
+        let first = Node(1, counter)
+        let reference = RCUReference<Node>(first, domain: domain)
+        #expect(reference.load() === first)
+        #expect(reference.read { $0?.value } == 1)
+        let second = Node(2, counter)
+        #expect(reference.exchange(second) === first)
+        let third = Node(3, counter)
+        let failed = reference.compareExchange(expected: first, desired: third)
+        #expect(!failed.exchanged && failed.original === second)
+        let succeeded = reference.compareExchange(expected: second, desired: nil)
+        #expect(succeeded.exchanged && succeeded.original === second)
+        #expect(reference.load() == nil)
+        reference.store(third)
+        #expect(reference.read { $0?.value } == 3)
+    }
+
+    @Test("replaced objects are released exactly once, after a grace period; escaped ones live on")
+    func referenceReclamation() {
+        let domain = RCUDomain()
+        let counter = LifeCounter()
+        do {
+            let reference = RCUReference<Node>(Node(0, counter), domain: domain)
+            let escaped = reference.load()
+            for value in 1...1000 { reference.store(Node(value, counter)) }
+            domain.barrier()
+            #expect(counter.counts.deinits == 999, "all replaced nodes but the escaped one")
+            #expect(escaped?.alive.load(ordering: .relaxed) == 0x5AFE)
+            _ = escaped
+        }
+        domain.barrier()
+        #expect(counter.counts.deinits == 1001)
+    }
+
+    @Test("readers never borrow a freed object while writers replace it", arguments: TestMode.allCases)
+    func referenceTorture(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let counter = LifeCounter()
+        let reference = RCUReference<Node>(Node(0, counter), domain: domain)
+        let stop = Flag()
+        let violations = Count()
+        let readers = (0..<2).map { _ in
+            TestThread {
+                while !stop.isSet {
+                    reference.read { node in
+                        for _ in 0..<32 where node?.alive.load(ordering: .relaxed) != 0x5AFE {
+                            violations.add()
+                            break
+                        }
+                    }
+                }
+            }
+        }
+        let writer = TestThread {
+            var value = 1
+            while !stop.isSet {
+                reference.store(Node(value, counter))
+                value += 1
+            }
+        }
+        sleepMicroseconds(1_000_000)
+        stop.set()
+        writer.join()
+        for reader in readers { reader.join() }
+        domain.barrier()
+        #expect(violations.current == 0)
+        #expect(counter.counts.deinits > 0)
+    }
+
+    struct Pair: Sendable, Equatable {
+        var first = 0
+        var second = 0
+    }
+
+    @Test("snapshot readers never see a half-updated value", arguments: TestMode.allCases)
+    func snapshotConsistency(mode: TestMode) {
+        let cell = RCUSnapshot(Pair(), domain: mode.makeDomain())
+        let stop = Flag()
+        let torn = Count()
+        let readers = (0..<2).map { _ in
+            TestThread {
+                while !stop.isSet {
+                    if cell.read({ $0.first != $0.second }) { torn.add() }
+                }
+            }
+        }
+        let writer = TestThread {
+            while !stop.isSet {
+                cell.update { pair in
+                    pair.first += 1
+                    pair.second += 1
+                }
+            }
+        }
+        sleepMicroseconds(500_000)
+        stop.set()
+        writer.join()
+        for reader in readers { reader.join() }
+        let final = cell.snapshot()
+        #expect(torn.current == 0)
+        #expect(final.first == final.second && final.first > 0)
+    }
+
+    @Test("snapshot update, replace and copy; old values are released")
+    func snapshotOperations() {
+        let domain = RCUDomain()
+        let counter = LifeCounter()
+        struct Config: Sendable { var port: Int; var owner: Node }
+        let cell = RCUSnapshot(Config(port: 80, owner: Node(0, counter)), domain: domain)
+        #expect(cell.read { $0.port } == 80)
+        let previous = cell.update { config -> Int in
+            defer { config.port = 8080 }
+            return config.port
+        }
+        #expect(previous == 80 && cell.snapshot().port == 8080)
+        cell.replace(Config(port: 443, owner: Node(1, counter)))
+        #expect(cell.read { $0.port } == 443)
+        domain.barrier()
+        #expect(counter.counts.deinits == 1, "the first owner, after both its boxes were retired")
+    }
+}
