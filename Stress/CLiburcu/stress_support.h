@@ -41,4 +41,14 @@ static inline int stress_install_handler(int signal, void (*handler)(int)) {
     sigemptyset(&action.sa_mask);
     return sigaction(signal, &action, NULL);
 }
+/// futex wait/wake on a 32-bit word (private). For one-shot completions.
+static inline long stress_futex_wait(unsigned int *word, unsigned int expected, long timeout_ns) {
+    struct { long tv_sec; long tv_nsec; } timeout = { timeout_ns / 1000000000, timeout_ns % 1000000000 };
+    return syscall(SYS_futex, word, 128 /* FUTEX_WAIT_PRIVATE */, expected, timeout_ns >= 0 ? &timeout : NULL, NULL, 0);
+}
+static inline long stress_futex_wake(unsigned int *word) {
+    return syscall(SYS_futex, word, 129 /* FUTEX_WAKE_PRIVATE */, 0x7fffffff, NULL, NULL, 0);
+}
+static inline unsigned int stress_atomic_load(unsigned int *word) { return __atomic_load_n(word, __ATOMIC_SEQ_CST); }
+static inline void stress_atomic_store(unsigned int *word, unsigned int value) { __atomic_store_n(word, value, __ATOMIC_SEQ_CST); }
 #endif

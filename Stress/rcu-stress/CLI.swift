@@ -163,6 +163,9 @@ private func parseTorture(_ arguments: [String]) throws(UsageError) -> TortureOp
             throw UsageError(message: "unknown option '\(name)' for torture; accepted: --flavor, --workload, --readers, --updaters, --duration, --gp, --faults, --dwell, --json")
         }
     }
+    if options.flavor == .broken && options.workload != .pointer {
+        throw UsageError(message: "--flavor broken runs on the pointer workload only (its storage is recycled, so a violation is counted; '\(options.workload.rawValue)' frees memory and would crash instead)")
+    }
     return options
 }
 

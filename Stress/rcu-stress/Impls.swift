@@ -20,11 +20,79 @@ protocol ReadSideImpl: Sendable {
     func synchronize()
     /// rcu_dereference of the published payload; call inside `section`.
     func dereference(_ published: Published) -> Int
+    /// Runs `body` after a grace period, on the flavor's callback thread
+    /// (call_rcu / defer).
+    func deferred(_ body: @escaping @Sendable () -> Void)
+    /// Waits for a grace period without blocking a thread.
+    func synchronizeAsync() async
+    /// Starts a polled grace period.
+    func startPoll() -> PollHandle
+    /// Whether the polled grace period has completed.
+    func pollCompleted(_ handle: PollHandle) -> Bool
+    /// Waits until every deferred callback queued so far has run.
+    func barrier()
+}
+
+/// A polled grace period: this library's state, or a flag a callback sets.
+enum PollHandle {
+    case state(RCUGracePeriodState)
+    case flag(OneShot)
+}
+
+/// A completion a callback signals and a thread (or task) waits for.
+final class OneShot: @unchecked Sendable {
+    // @unchecked Sendable: `word` is allocated once and only used through
+    // atomics and futex calls.
+    private let word = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    init() { word.initialize(to: 0) }
+    deinit { word.deallocate() }
+    var isSet: Bool { UnsafeAtomicWord(word).load() != 0 }
+    func set() {
+        UnsafeAtomicWord(word).store(1)
+        _ = stress_futex_wake(word)
+    }
+    func wait() {
+        while UnsafeAtomicWord(word).load() == 0 { _ = stress_futex_wait(word, 0, 10_000_000) }
+    }
+}
+
+/// Atomic access to a C word (a sequentially consistent load and store are
+/// all OneShot needs; the futex syscalls order the rest).
+struct UnsafeAtomicWord {
+    let pointer: UnsafeMutablePointer<UInt32>
+    init(_ pointer: UnsafeMutablePointer<UInt32>) { self.pointer = pointer }
+    func load() -> UInt32 { stress_atomic_load(pointer) }
+    func store(_ value: UInt32) { stress_atomic_store(pointer, value) }
+}
+
+/// Runs an async operation to completion from a plain thread.
+func blockOn(_ operation: @escaping @Sendable () async -> Void) {
+    let done = OneShot()
+    Task.detached {
+        await operation()
+        done.set()
+    }
+    done.wait()
 }
 
 extension ReadSideImpl {
     func threadBegin() {}
     func threadEnd() {}
+    func deferred(_ body: @escaping @Sendable () -> Void) {
+        synchronize()
+        body()
+    }
+    func synchronizeAsync() async { synchronize() }
+    func startPoll() -> PollHandle {
+        let flag = OneShot()
+        deferred { flag.set() }
+        return .flag(flag)
+    }
+    func pollCompleted(_ handle: PollHandle) -> Bool {
+        if case .flag(let flag) = handle { return flag.isSet }
+        return false
+    }
+    func barrier() {}
     @inline(__always)
     func dereference(_ published: Published) -> Int {
         published.load()
@@ -67,6 +135,14 @@ struct RCUImpl: ReadSideImpl {
     @inline(__always)
     func section<R>(_ body: () -> R) -> R { domain.read(body) }
     func synchronize() { domain.synchronize() }
+    func deferred(_ body: @escaping @Sendable () -> Void) { domain.defer(body) }
+    func synchronizeAsync() async { await domain.synchronize() }
+    func startPoll() -> PollHandle { .state(domain.pollState()) }
+    func pollCompleted(_ handle: PollHandle) -> Bool {
+        if case .state(let state) = handle { return domain.poll(state) }
+        return false
+    }
+    func barrier() { domain.barrier() }
 }
 
 struct LiburcuImpl: ReadSideImpl {
@@ -83,6 +159,27 @@ struct LiburcuImpl: ReadSideImpl {
     }
 
     func synchronize() { clu_synchronize() }
+
+    /// call_rcu. liburcu's callback thread runs `body`.
+    func deferred(_ body: @escaping @Sendable () -> Void) {
+        let context = Unmanaged.passRetained(CallbackBox(body)).toOpaque()
+        clu_call_rcu(context, { context in
+            Unmanaged<CallbackBox>.fromOpaque(context!).takeRetainedValue().body()
+        })
+    }
+
+    /// Resumed by a call_rcu callback.
+    func synchronizeAsync() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            deferred { continuation.resume() }
+        }
+    }
+
+    // Polling: the Debian package is liburcu 0.13, which predates
+    // start_poll_synchronize_rcu (0.14); the default startPoll() does what
+    // 0.14's does internally, a call_rcu callback that marks completion.
+
+    func barrier() { clu_barrier() }
 
     @inline(__always)
     func dereference(_ published: Published) -> Int {
@@ -168,4 +265,10 @@ enum Domains {
         case .liburcu: return nil
         }
     }
+}
+
+/// A closure boxed for a C callback context.
+final class CallbackBox {
+    let body: @Sendable () -> Void
+    init(_ body: @escaping @Sendable () -> Void) { self.body = body }
 }

@@ -15,12 +15,14 @@ import Synchronization
 enum Workload: String, CaseIterable {
     case pointer, snapshot, hashmap, list
     /// The workloads built so far; the others are reserved by the contract.
-    static let available: [Workload] = [.pointer]
+    static let available: [Workload] = [.pointer, .snapshot]
 }
 
 enum GracePeriodMode: String, CaseIterable {
     case sync, async, poll, retire, mixed
-    static let available: [GracePeriodMode] = [.sync]
+    static let available: [GracePeriodMode] = allCases
+    /// The modes `mixed` picks from.
+    static let concrete: [GracePeriodMode] = [.sync, .async, .poll, .retire]
 }
 
 enum Fault: String, CaseIterable {
@@ -199,10 +201,13 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
         counters.merge(histogram)
     }
 
-    /// Publish, retire, wait, age, poison, recycle.
-    func updateOnce() {
-        let waitingFor: [Int] = ring.book.withLock { book in
-            guard !book.free.isEmpty else { return [] }
+    /// Publish, retire, wait for a grace period (as `mode` says), then age,
+    /// poison and recycle. In the retire mode the aging runs in a callback
+    /// after the grace period, and the updater does not wait.
+    func updateOnce(_ requested: GracePeriodMode) {
+        let mode = requested == .mixed ? GracePeriodMode.concrete.randomElement()! : requested
+        let published: [Int]? = ring.book.withLock { book in
+            guard !book.free.isEmpty else { return nil }
             let fresh = book.free.removeFirst()
             ring.elements[fresh].age.store(0, ordering: .relaxed)
             ring.elements[fresh].state.store(liveState, ordering: .relaxed)
@@ -211,11 +216,34 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
             book.retired.append(old)
             return book.retired
         }
-        impl.synchronize()
+        guard let waitingFor = published else {
+            // Every element is waiting for callbacks (retire mode): let them run.
+            sched_yield()
+            return
+        }
+        switch mode {
+        case .sync:
+            impl.synchronize()
+        case .async:
+            let impl = impl
+            blockOn { await impl.synchronizeAsync() }
+        case .poll:
+            let handle = impl.startPoll()
+            while !impl.pollCompleted(handle) { sched_yield() }
+        case .retire, .mixed:
+            impl.deferred { [self] in age(waitingFor) }
+            counters.updates.add(1, ordering: .relaxed)
+            return
+        }
+        age(waitingFor)
+        counters.updates.add(1, ordering: .relaxed)
+    }
+
+    /// After a grace period: every element retired before it began has now
+    /// outlived one; age those, poison at 2, recycle once old enough.
+    func age(_ waitingFor: [Int]) {
         counters.gracePeriods.add(1, ordering: .relaxed)
         ring.book.withLock { book in
-            // Every element retired before this grace period began has now
-            // outlived one: age it; poison at 2; recycle once old enough.
             let waited = Set(waitingFor)
             var stillRetired: [Int] = []
             for index in book.retired {
@@ -234,7 +262,6 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
             }
             book.retired = stillRetired
         }
-        counters.updates.add(1, ordering: .relaxed)
     }
 }
 
@@ -280,13 +307,78 @@ func installInterruptHandler() {
 
 // MARK: - One run
 
+/// What a torture run needs from a workload; the threads, faults and
+/// accounting around it are shared.
+protocol TortureWorkload: Sendable {
+    var counters: TortureCounters { get }
+    func readerLoop(_ stop: StopFlag)
+    func readBurst(_ count: Int)
+    func signalRead()
+    func updateOnce()
+    /// Called after every thread has stopped: drain callbacks, return leaks.
+    func finish() -> Int
+}
+
+struct PointerWorkload<I: ReadSideImpl>: TortureWorkload {
+    let torture: PointerTorture<I>
+    let mode: GracePeriodMode
+    var counters: TortureCounters { torture.counters }
+    func readerLoop(_ stop: StopFlag) { torture.readerLoop(stop) }
+    func readBurst(_ count: Int) { torture.readBurst(count) }
+    func signalRead() {
+        _ = torture.readOnce(dwell: 0)
+        counters.signalReads.add(1, ordering: .relaxed)
+    }
+    func updateOnce() { torture.updateOnce(mode) }
+    func finish() -> Int {
+        torture.impl.barrier()
+        return torture.ring.leaked
+    }
+}
+
+struct SnapshotWorkloadRun<Cell: SnapshotCell>: TortureWorkload {
+    let torture: SnapshotTorture<Cell>
+    let pool: LeasePool
+    var counters: TortureCounters { torture.counters }
+    func readerLoop(_ stop: StopFlag) { torture.readerLoop(stop) }
+    func readBurst(_ count: Int) { torture.readBurst(count) }
+    func signalRead() {
+        torture.readBurst(1)
+        counters.signalReads.add(1, ordering: .relaxed)
+    }
+    func updateOnce() { torture.updateOnce(pool) }
+    func finish() -> Int {
+        torture.cell.barrier()
+        return pool.live - 1  // the published value holds one lease
+    }
+}
+
 struct TortureRun: ImplVisitor {
     let options: TortureOptions
 
     func visit<I: ReadSideImpl>(_ impl: I) -> TortureResult {
-        let ring = ElementRing(count: 16 + 16 * options.updaters)
         let counters = TortureCounters()
-        let torture = PointerTorture(impl: impl, ring: ring, counters: counters, dwell: options.dwell)
+        switch options.workload {
+        case .snapshot:
+            let pool = LeasePool()
+            if let rcu = impl as? RCUImpl {
+                let cell = LibrarySnapshotCell(
+                    cell: RCUSnapshot(SnapshotValue(generation: 0, pool: pool), domain: rcu.domain))
+                let workload = SnapshotWorkloadRun(torture: SnapshotTorture(cell: cell, counters: counters), pool: pool)
+                return run(impl, workload)
+            }
+            let cell = LiburcuSnapshotCell(SnapshotValue(generation: 0, pool: pool), mode: options.gracePeriodMode)
+            let workload = SnapshotWorkloadRun(torture: SnapshotTorture(cell: cell, counters: counters), pool: pool)
+            return run(impl, workload)
+        default:
+            let ring = ElementRing(count: 16 + 16 * options.updaters)
+            let torture = PointerTorture(impl: impl, ring: ring, counters: counters, dwell: options.dwell)
+            return run(impl, PointerWorkload(torture: torture, mode: options.gracePeriodMode))
+        }
+    }
+
+    private func run<I: ReadSideImpl, W: TortureWorkload>(_ impl: I, _ workload: W) -> TortureResult {
+        let counters = workload.counters
         let stop = StopFlag()
         let registry = ReaderRegistry()
         let faults = Set(options.faults)
@@ -295,10 +387,7 @@ struct TortureRun: ImplVisitor {
         var faultThreads: [StressThreadBox] = []
 
         if faults.contains(.signals) {
-            signalReadHook = {
-                _ = torture.readOnce(dwell: 0)
-                counters.signalReads.add(1, ordering: .relaxed)
-            }
+            signalReadHook = { workload.signalRead() }
             _ = stress_install_handler(SIGUSR1, signalHandler)
         }
 
@@ -307,7 +396,7 @@ struct TortureRun: ImplVisitor {
             threads.append(StressThreadBox(StressThread {
                 impl.threadBegin()
                 registry.add()
-                torture.readerLoop(stop)
+                workload.readerLoop(stop)
                 registry.remove()
                 impl.threadEnd()
             }))
@@ -316,7 +405,9 @@ struct TortureRun: ImplVisitor {
         for _ in 0..<options.updaters {
             updaterThreads.append(StressThreadBox(StressThread {
                 impl.threadBegin()
-                while !stop.isSet && !interruptRequested.load(ordering: .relaxed) { torture.updateOnce() }
+                while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+                    workload.updateOnce()
+                }
                 impl.threadEnd()
             }))
         }
@@ -345,7 +436,7 @@ struct TortureRun: ImplVisitor {
                     let child = StressThread {
                         impl.threadBegin()
                         registry.add()
-                        torture.readBurst(500)
+                        workload.readBurst(500)
                         registry.remove()
                         impl.threadEnd()
                     }
@@ -359,12 +450,13 @@ struct TortureRun: ImplVisitor {
         for thread in faultThreads { thread.join() }
         for thread in updaterThreads { thread.join() }
         for thread in threads { thread.join() }
-        let end = nowNanoseconds()
         if faults.contains(.signals) {
             // No signal is sent after the storm thread was joined, and every
             // reader that could receive one has been joined too.
             signalReadHook = nil
         }
+        let leaked = workload.finish()
+        let end = nowNanoseconds()
 
         var result = TortureResult(options: options)
         result.seconds = Double(end - start) / 1e9
@@ -373,7 +465,7 @@ struct TortureRun: ImplVisitor {
         result.updates = counters.updates.load(ordering: .relaxed)
         result.gracePeriods = counters.gracePeriods.load(ordering: .relaxed)
         result.violations = counters.violations.load(ordering: .relaxed)
-        result.leaked = ring.leaked
+        result.leaked = leaked
         result.ageHistogram = counters.histogram.withLock { $0 }
         result.interrupted = interruptRequested.load(ordering: .relaxed)
         return result
