@@ -104,7 +104,7 @@ public final class RCUReference<Object: AnyObject>: @unchecked Sendable {
 
     private func _retire(_ bits: UInt) {
         guard bits != 0 else { return }
-        domain._reclaimer.enqueue(bits, domain)  // hands over the +1 the word held
+        domain._enqueueRetained(bits)  // hands over the +1 the word held
     }
 
     @usableFromInline

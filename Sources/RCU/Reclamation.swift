@@ -30,8 +30,17 @@ extension RCUDomain {
     ///   waits. Token and async sections are invisible to that check in
     ///   release builds (debug builds see tokens): do not retire from them
     ///   while a reader may be stalled, or the wait could be for yourself.
+    @inlinable
     public func retire<Object: AnyObject>(_ object: consuming Object) {
-        _reclaimer.enqueue(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()), self)
+        // Inlined so the caller's optimiser can fold this retain into the
+        // reference the caller gives up.
+        _enqueueRetained(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()))
+    }
+
+    /// Queues an item that carries a +1 reference (or a tagged callback box).
+    @usableFromInline
+    internal func _enqueueRetained(_ bits: UInt) {
+        _reclaimer.enqueue(bits, self)
     }
 
     /// Runs `body` after a grace period, on the domain's worker thread
@@ -114,11 +123,13 @@ internal final class _RetiredChunk: @unchecked Sendable {
 }
 
 /// One CPU's queue: the chunk being filled (holding +1 on it, as bits, with
-/// earlier full chunks chained behind it) and the number of items queued.
+/// earlier full chunks chained behind it), and the items queued in chunks
+/// that are no longer current (full ones, counted when replaced, and partial
+/// ones the worker detached, counted after their grace period).
 internal final class _Shard: @unchecked Sendable {
     // @unchecked Sendable: both fields are atomics.
     let current: Atomic<UInt>
-    let enqueued = Atomic<Int>(0)
+    let accounted = Atomic<Int>(0)
     // Keeps shards of different CPUs out of each other's cache lines.
     private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
         (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -149,6 +160,9 @@ internal final class _Reclaimer: @unchecked Sendable {
     static let maxChainGenerations = 16
 
     let shards: [_Shard]
+    /// The same shards, unretained, so the enqueue path takes no reference
+    /// counts (`shards` keeps them alive).
+    private let shardRefs: ContiguousArray<Unmanaged<_Shard>>
     let maxPending: Int
     /// Items processed so far.
     let processed = Atomic<Int>(0)
@@ -173,6 +187,7 @@ internal final class _Reclaimer: @unchecked Sendable {
 
     init(shardCount: Int, maxPending: Int) {
         shards = (0..<max(1, shardCount)).map { _ in _Shard() }
+        shardRefs = ContiguousArray(shards.map { Unmanaged.passUnretained($0) })
         self.maxPending = maxPending
         guard let kick = rcu_shim_word_create(), let progress = rcu_shim_word_create() else {
             fatalError("swift-rcu: cannot allocate reclamation futex words")
@@ -186,8 +201,15 @@ internal final class _Reclaimer: @unchecked Sendable {
         rcu_shim_word_destroy(progressWord)
     }
 
+    /// Items queued so far (approximate while writers or the worker run: a
+    /// detached partial chunk is counted once its grace period has passed).
     var totalEnqueued: Int {
-        shards.reduce(0) { $0 + $1.enqueued.load(ordering: .acquiring) }
+        shards.reduce(0) { total, shard in
+            let bits = shard.current.load(ordering: .acquiring)
+            let inCurrent = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+                ._withUnsafeGuaranteedRef { min($0.claimed.load(ordering: .relaxed), _RetiredChunk.capacity) }
+            return total + shard.accounted.load(ordering: .acquiring) + inCurrent
+        }
     }
 
     var pending: Int { max(0, totalEnqueued - processed.load(ordering: .acquiring)) }
@@ -195,33 +217,39 @@ internal final class _Reclaimer: @unchecked Sendable {
     // MARK: Writers
 
     func enqueue(_ bits: UInt, _ domain: RCUDomain, shard shardIndex: Int? = nil) {
-        let token = domain._lockUntracked()
-        let shard = shards[shardIndex ?? Int(rcu_shim_slot_hint(domain._state)) % shards.count]
-        var installed = false
+        let index = shardIndex ?? Int(rcu_shim_slot_hint(domain._state)) % shardRefs.count
         while true {
-            let chunkBits = shard.current.load(ordering: .acquiring)
-            let chunk = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: chunkBits)!)
-            // seq_cst: pairs with the worker's seq_cst store of workerIdle
-            // before it looks for work, so either it sees this claim or we
-            // see it idle and wake it.
-            let stored = chunk._withUnsafeGuaranteedRef { chunk -> Bool in
-                let index = chunk.claimed.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
-                guard index < _RetiredChunk.capacity else { return false }
-                chunk.items[index].store(bits, ordering: .releasing)
-                return true
+            let token = domain._lockUntracked()
+            let stored = shardRefs[index]._withUnsafeGuaranteedRef { shard -> Bool in
+                let chunkBits = shard.current.load(ordering: .acquiring)
+                // seq_cst: pairs with the worker's seq_cst store of workerIdle
+                // before it looks for work, so either it sees this claim or
+                // we see it idle and wake it.
+                let claimed = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: chunkBits)!)
+                    ._withUnsafeGuaranteedRef { chunk -> Bool in
+                        let slot = chunk.claimed.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue
+                        guard slot < _RetiredChunk.capacity else { return false }
+                        chunk.items[slot].store(bits, ordering: .releasing)
+                        return true
+                    }
+                if !claimed { installFreshChunk(shard, replacing: chunkBits) }
+                return claimed
             }
+            domain.unlock(token)
             if stored { break }
-            installFreshChunk(shard, replacing: chunkBits)
-            installed = true
+            // A chunk filled up: outside our section, check the memory bound
+            // before storing into the next one.
+            applyBackpressure(domain)
         }
-        shard.enqueued.wrappingAdd(1, ordering: .releasing)
         if rcu_shim_runs_callbacks() != 0 { chained.wrappingAdd(1, ordering: .relaxed) }
-        domain.unlock(token)
 
-        if workerIdle.load(ordering: .sequentiallyConsistent) || workerState.load(ordering: .relaxed) == 0 {
+        // Wake the worker only if it sleeps, and only once: the writer that
+        // clears the idle flag pays the syscall; the rest see it clear.
+        if workerIdle.load(ordering: .sequentiallyConsistent) {
+            if workerIdle.exchange(false, ordering: .sequentiallyConsistent) { kick(domain) }
+        } else if workerState.load(ordering: .relaxed) == 0 {
             kick(domain)
         }
-        if installed { applyBackpressure(domain) }
     }
 
     /// Replaces a full chunk with an empty one that chains to it.
@@ -232,6 +260,7 @@ internal final class _Reclaimer: @unchecked Sendable {
         let freshBits = UInt(bitPattern: Unmanaged.passRetained(fresh).toOpaque())
         if shard.current.compareExchange(expected: fullBits, desired: freshBits,
                                          ordering: .acquiringAndReleasing).exchanged {
+            shard.accounted.wrappingAdd(_RetiredChunk.capacity, ordering: .releasing)
             full.release()  // the shard's reference; fresh.next holds its own
         } else {
             fresh.next = nil
@@ -242,11 +271,13 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Waits for the worker while the bound is near, unless the caller is
     /// inside a read section (or is the worker itself).
     ///
-    /// Each shard checks once per chunk, so between two checks a shard can
-    /// gain at most one chunk of items; waiting from `maxPending - shards *
-    /// capacity` on keeps the true number pending at or under `maxPending`.
+    /// Each shard checks once per chunk, before storing into the next one, so
+    /// between two checks a shard gains at most one chunk of items; waiting
+    /// from `maxPending - shards * capacity` on keeps the number pending under
+    /// `maxPending`.
     private func applyBackpressure(_ domain: RCUDomain) {
-        let threshold = max(maxPending - shards.count * _RetiredChunk.capacity, maxPending / 2)
+        // The margin covers claims in flight while the worker detaches.
+        let threshold = max(maxPending - shards.count * _RetiredChunk.capacity - 64, maxPending / 2)
         var backlog = pending
         notePeak(backlog)
         guard backlog >= threshold else { return }
@@ -391,6 +422,12 @@ internal final class _Reclaimer: @unchecked Sendable {
             }
             let now = _monotonicNanoseconds()
             if idleSince == 0 { idleSince = now }
+            if now - idleSince < 1_000_000 {
+                // Linger for a millisecond, polling, before going idle: a
+                // writer mid-burst then never pays for a wake-up syscall.
+                rcu_shim_sleep_ns(200_000)
+                continue
+            }
             if now - idleSince > 1_000_000_000 {
                 // Idle for a second: exit unless something arrived meanwhile.
                 workerIdle.store(true, ordering: .sequentiallyConsistent)
@@ -425,7 +462,7 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// One round. Returns whether it did anything.
     private func processBatch(_ domain: RCUDomain) -> Bool {
         // Detach every non-empty shard's chain.
-        var detached: [_RetiredChunk] = []
+        var detached: [(shard: _Shard, head: _RetiredChunk, counted: Int)] = []
         for shard in shards {
             let bits = shard.current.load(ordering: .acquiring)
             let busy = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)._withUnsafeGuaranteedRef {
@@ -434,7 +471,13 @@ internal final class _Reclaimer: @unchecked Sendable {
             guard busy else { continue }
             let fresh = UInt(bitPattern: Unmanaged.passRetained(takeFreeChunk()).toOpaque())
             let old = shard.current.exchange(fresh, ordering: .acquiringAndReleasing)
-            detached.append(Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: old)!).takeRetainedValue())
+            let head = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: old)!).takeRetainedValue()
+            // Count the head's items at once, so `pending` does not dip while
+            // its grace period runs; writers still finishing a claim are
+            // added after it.
+            let counted = min(head.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
+            shard.accounted.wrappingAdd(counted, ordering: .releasing)
+            detached.append((shard, head, counted))
         }
         let wanted = requests.withLock { $0.gracePeriodTarget }
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
@@ -448,7 +491,10 @@ internal final class _Reclaimer: @unchecked Sendable {
 
         var count = 0
         rcu_shim_set_runs_callbacks(1)
-        for head in detached {
+        for (shard, head, counted) in detached {
+            // Claims that landed in the head after it was detached.
+            let late = min(head.claimed.load(ordering: .acquiring), _RetiredChunk.capacity) - counted
+            if late > 0 { shard.accounted.wrappingAdd(late, ordering: .releasing) }
             // The chain runs newest to oldest; process oldest first, so each
             // shard's items run in the order they were queued.
             var chain: [_RetiredChunk] = []

@@ -216,6 +216,39 @@ struct SynchronizeMeasurement: ImplVisitor {
     }
 }
 
+// MARK: - retire suite
+
+@inline(never)
+func retireLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) -> UInt64 {
+    var operations: UInt64 = 0
+    while !stop.isSet {
+        for _ in 0..<256 { impl.retireNewObject() }
+        operations &+= 256
+    }
+    return operations
+}
+
+struct RetireMeasurement: ImplVisitor {
+    let threads: Int
+    let seconds: Double
+
+    func visit<I: ReadSideImpl>(_ impl: I) -> Sample {
+        let box = SampleBox()
+        runMeasured(seconds: seconds, workers: threads) { index, stop, gate in
+            pinCurrentThread(to: index)
+            impl.threadBegin()
+            gate.arriveAndWait()
+            let start = nowNanoseconds()
+            let operations = retireLoop(impl, stop)
+            box.add(operations: operations, nanoseconds: nowNanoseconds() - start)
+            impl.threadEnd()
+        }
+        // Not timed: let the callbacks of this slice run before the next impl.
+        impl.barrier()
+        return box.value
+    }
+}
+
 // MARK: - Driver
 
 struct BenchResult {
@@ -270,28 +303,32 @@ func interleaved(
 enum Suite: String, CaseIterable {
     case readSide = "read-side"
     case synchronize
+    case retire
+    case snapshot
     case all
 }
 
 struct BenchOptions {
     var suite: Suite = .all
     var duration: Double = 1.0
-    var threads: [Int]? = nil
+    var threads: Int? = nil
     var rounds: Int = 5
     var json = false
     var svgPath: String? = nil
+    /// Only these impls (all when nil).
+    var impls: [String]? = nil
 }
 
 func runBench(_ options: BenchOptions) -> [BenchResult] {
-    let suites: [Suite] = options.suite == .all ? [.readSide, .synchronize] : [options.suite]
+    let suites: [Suite] = options.suite == .all ? [.readSide, .synchronize, .retire, .snapshot] : [options.suite]
     var results: [BenchResult] = []
     let slice = options.duration / Double(options.rounds)
-    let impls = AnyImpl.readSideSet()
+    let impls = AnyImpl.readSideSet().filter { options.impls?.contains($0.name) ?? true }
     for suite in suites {
         switch suite {
         case .readSide:
             let published = Published(value: 8)
-            let threadCounts = options.threads ?? Array(Set([1, onlineCPUs()])).sorted()
+            let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
             for benchCase in ReadCase.allCases {
                 for threads in threadCounts {
                     let measurement = ReadSideMeasurement(
@@ -313,6 +350,18 @@ func runBench(_ options: BenchOptions) -> [BenchResult] {
                                                impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
                 }
             }
+        case .retire:
+            let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
+            for threads in threadCounts {
+                let measurement = RetireMeasurement(threads: threads, seconds: slice)
+                let label = "retire x\(threads)"
+                for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
+                    results.append(BenchResult(suite: suite.rawValue, benchCase: "retire",
+                                               impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
+                }
+            }
+        case .snapshot:
+            results += runSnapshotSuite(options, slice: slice)
         case .all:
             break
         }
@@ -332,10 +381,7 @@ func benchJSON(_ results: [BenchResult], suite: Suite) -> String {
 func benchTable(_ results: [BenchResult]) -> String {
     var table = TextTable(["case", "threads", "impl", "ns/op", "Mops/s", "vs liburcu-memb"])
     for result in results {
-        let reference = results.first {
-            $0.suite == result.suite && $0.benchCase == result.benchCase
-                && $0.threads == result.threads && $0.impl == "liburcu-memb"
-        }
+        let reference = referenceResult(for: result, in: results)
         let ratio = reference.map { fixed(result.nanosecondsPerOperation / $0.nanosecondsPerOperation, 2) + "x" } ?? "-"
         table.add([
             "\(result.suite) \(result.benchCase)", String(result.threads), result.impl,
@@ -347,4 +393,12 @@ func benchTable(_ results: [BenchResult]) -> String {
     return table.render()
         + "ns/op is per thread (wall time of each thread / its operations), the median of interleaved rounds;\n"
         + "'vs liburcu-memb' is ns/op divided by liburcu-memb's from this run (lower is faster).\n"
+}
+
+/// liburcu-memb's result for the same suite, case and thread count.
+func referenceResult(for result: BenchResult, in results: [BenchResult]) -> BenchResult? {
+    results.first {
+        $0.suite == result.suite && $0.benchCase == result.benchCase
+            && $0.threads == result.threads && $0.impl == "liburcu-memb"
+    }
 }

@@ -11,6 +11,7 @@ enum Command {
     case tour(quick: Bool)
     case bench(BenchOptions)
     case torture(TortureOptions)
+    case storm(StormOptions)
     case help
 }
 
@@ -18,7 +19,9 @@ let usageText = """
     usage: rcu-stress                       the default tour (add --quick for a short one)
            rcu-stress torture [--flavor F] [--workload W] [--readers N] [--updaters N]
                               [--duration SECONDS] [--gp G] [--faults LIST] [--dwell N] [--json]
-           rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--json] [--svg FILE]
+           rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--impls LIST]
+                            [--json] [--svg FILE]
+           rcu-stress storm [--duration SECONDS] [--stall SECONDS] [--bound N] [--retirers N] [--json]
            rcu-stress help
 
       flavors F: \(FlavorName.allCases.map(\.rawValue).joined(separator: ", ")) (default rcu)
@@ -31,8 +34,13 @@ let usageText = """
       --duration  seconds per (case, thread count, impl), split over the rounds (default 1)
       --threads   reader threads for the read-side suite (default: 1 and the online CPUs)
       --rounds    interleaved rounds per case (default 5); results are medians
+      --impls     only these impls of the read-side, synchronize and retire suites (comma list)
       --json      one JSON object on stdout (contract: shared/design/stress-contract.md)
       --svg       also write an SVG chart of each impl's ratio to liburcu-memb
+
+      storm       retire flood against a small memory bound while one reader stalls
+                  (defaults: 60 s, stall 5 s, bound 65536, 2 retirers); exit 0 if the
+                  peak pending stayed within the bound
 
     environment: RCU_FORCE_ATOMIC=1 / RCU_FORCE_FENCE=1 force the fallbacks of the 'rcu' impl.
     """
@@ -50,8 +58,10 @@ func parseCommand(_ arguments: [String]) throws(UsageError) -> Command {
         return .bench(try parseBench(Array(arguments.dropFirst())))
     case "torture":
         return .torture(try parseTorture(Array(arguments.dropFirst())))
+    case "storm":
+        return .storm(try parseStorm(Array(arguments.dropFirst())))
     default:
-        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, help, --quick (or no argument for the tour)")
+        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, storm, help, --quick (or no argument for the tour)")
     }
 }
 
@@ -96,16 +106,24 @@ private func parseBench(_ arguments: [String]) throws(UsageError) -> BenchOption
         case "--duration":
             options.duration = try parseDuration(value, option: name)
         case "--threads":
-            options.threads = [try parseCount(value, option: name, range: 1...256)]
+            options.threads = try parseCount(value, option: name, range: 1...256)
         case "--rounds":
             options.rounds = try parseCount(value, option: name, range: 1...1000)
         case "--json":
             options.json = true
+        case "--impls":
+            let names = (value ?? "").split(separator: ",").map(String.init)
+            let known = ["rcu", "rcu-atomic", "rcu-fence", "liburcu-memb", "pthread-rwlock", "mutex"]
+            for name in names where !known.contains(name) {
+                throw UsageError(message: "--impls '\(name)' is not accepted; accepted: \(known.joined(separator: ", "))")
+            }
+            guard !names.isEmpty else { throw UsageError(message: "--impls needs a comma list of \(known.joined(separator: ", "))") }
+            options.impls = names
         case "--svg":
             guard let value, !value.isEmpty else { throw UsageError(message: "--svg needs a file path") }
             options.svgPath = value
         default:
-            throw UsageError(message: "unknown option '\(name)' for bench; accepted: --suite, --duration, --threads, --rounds, --json, --svg")
+            throw UsageError(message: "unknown option '\(name)' for bench; accepted: --suite, --duration, --threads, --rounds, --impls, --json, --svg")
         }
     }
     return options
@@ -192,4 +210,21 @@ private func parseFaults(_ value: String?) throws(UsageError) -> [Fault] {
         if !faults.contains(fault) { faults.append(fault) }
     }
     return faults
+}
+
+private func parseStorm(_ arguments: [String]) throws(UsageError) -> StormOptions {
+    var options = StormOptions()
+    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    while let (name, value) = try reader.next() {
+        switch name {
+        case "--duration": options.duration = try parseDuration(value, option: name)
+        case "--stall": options.stall = try parseDuration(value, option: name)
+        case "--bound": options.bound = try parseCount(value, option: name, range: 1024...(1 << 30))
+        case "--retirers": options.retirers = try parseCount(value, option: name, range: 1...64)
+        case "--json": options.json = true
+        default:
+            throw UsageError(message: "unknown option '\(name)' for storm; accepted: --duration, --stall, --bound, --retirers, --json")
+        }
+    }
+    return options
 }

@@ -31,6 +31,14 @@ protocol ReadSideImpl: Sendable {
     func pollCompleted(_ handle: PollHandle) -> Bool
     /// Waits until every deferred callback queued so far has run.
     func barrier()
+    /// Allocates a small object and hands it to the flavor's deferred
+    /// reclamation (the retire benchmark's unit of work).
+    func retireNewObject()
+}
+
+/// What the retire benchmark allocates and retires.
+final class RetiredObject {
+    var payload: (Int, Int, Int, Int) = (0, 0, 0, 0)
 }
 
 /// A polled grace period: this library's state, or a flag a callback sets.
@@ -93,6 +101,12 @@ extension ReadSideImpl {
         return false
     }
     func barrier() {}
+    /// Locks have no deferred reclamation: take the write side, then free.
+    func retireNewObject() {
+        let object = RetiredObject()
+        synchronize()
+        _ = object
+    }
     @inline(__always)
     func dereference(_ published: Published) -> Int {
         published.load()
@@ -143,6 +157,8 @@ struct RCUImpl: ReadSideImpl {
         return false
     }
     func barrier() { domain.barrier() }
+    @inline(__always)
+    func retireNewObject() { domain.retire(RetiredObject()) }
 }
 
 struct LiburcuImpl: ReadSideImpl {
@@ -180,6 +196,11 @@ struct LiburcuImpl: ReadSideImpl {
     // 0.14's does internally, a call_rcu callback that marks completion.
 
     func barrier() { clu_barrier() }
+
+    /// malloc an object with an embedded rcu_head and call_rcu(free) it, as a
+    /// C user of liburcu writes it.
+    @inline(__always)
+    func retireNewObject() { clu_retire_new_object(0) }
 
     @inline(__always)
     func dereference(_ published: Published) -> Int {

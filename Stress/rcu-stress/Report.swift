@@ -7,10 +7,7 @@ func ratioChartSVG(_ results: [BenchResult], machine: Machine) -> String {
     var rows: [Row] = []
     var groups: [String] = []
     for result in results {
-        guard let reference = results.first(where: {
-            $0.suite == result.suite && $0.benchCase == result.benchCase
-                && $0.threads == result.threads && $0.impl == "liburcu-memb"
-        }) else { continue }
+        guard let reference = referenceResult(for: result, in: results) else { continue }
         let label = "\(result.suite) \(result.benchCase) x\(result.threads)"
         if !groups.contains(label) { groups.append(label) }
         rows.append(Row(label: label, impl: result.impl,

@@ -44,6 +44,9 @@ case .torture(let options):
         ? result.violations > 0
         : result.violations == 0 && result.leaked == 0
     exit(expected ? 0 : 1)
+case .storm(let options):
+    installInterruptHandler()
+    exit(runStorm(options))
 case .tour(let quick):
     exit(runTour(quick: quick))
 }
