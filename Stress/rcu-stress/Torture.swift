@@ -102,6 +102,10 @@ struct TortureElement: ~Copyable {
 struct RingBook {
     var free: [Int]
     var retired: [Int] = []
+    /// Times each element was published: a snapshot of the retired list
+    /// names (element, incarnation), so an element that was recycled and
+    /// retired again before an old callback runs is not aged by it.
+    var incarnation: [Int]
 }
 
 final class ElementRing: @unchecked Sendable {
@@ -121,7 +125,7 @@ final class ElementRing: @unchecked Sendable {
         elements = .allocate(capacity: count)
         for index in 0..<count { (elements + index).initialize(to: TortureElement()) }
         elements[0].state.store(liveState, ordering: .relaxed)
-        book = Mutex(RingBook(free: Array(1..<count)))
+        book = Mutex(RingBook(free: Array(1..<count), incarnation: Array(repeating: 0, count: count)))
     }
 
     deinit {
@@ -149,6 +153,12 @@ final class TortureCounters: Sendable {
             for bucket in 0..<ageBuckets { total[bucket] += local[bucket] }
         }
     }
+}
+
+/// An element as retired at one publication.
+struct RetiredElement: Hashable, Sendable {
+    let index: Int
+    let incarnation: Int
 }
 
 // MARK: - Reader and updater, generic over the flavor
@@ -206,15 +216,16 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
     /// after the grace period, and the updater does not wait.
     func updateOnce(_ requested: GracePeriodMode) {
         let mode = requested == .mixed ? GracePeriodMode.concrete.randomElement()! : requested
-        let published: [Int]? = ring.book.withLock { book in
+        let published: [RetiredElement]? = ring.book.withLock { book in
             guard !book.free.isEmpty else { return nil }
             let fresh = book.free.removeFirst()
+            book.incarnation[fresh] += 1
             ring.elements[fresh].age.store(0, ordering: .relaxed)
             ring.elements[fresh].state.store(liveState, ordering: .relaxed)
             let old = ring.current.exchange(fresh, ordering: .acquiringAndReleasing)
             ring.elements[old].age.store(1, ordering: .relaxed)
             book.retired.append(old)
-            return book.retired
+            return book.retired.map { RetiredElement(index: $0, incarnation: book.incarnation[$0]) }
         }
         guard let waitingFor = published else {
             // Every element is waiting for callbacks (retire mode): let them run.
@@ -241,7 +252,7 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
 
     /// After a grace period: every element retired before it began has now
     /// outlived one; age those, poison at 2, recycle once old enough.
-    func age(_ waitingFor: [Int]) {
+    func age(_ waitingFor: [RetiredElement]) {
         counters.gracePeriods.add(1, ordering: .relaxed)
         ring.book.withLock { book in
             let waited = Set(waitingFor)
@@ -249,7 +260,7 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
             for index in book.retired {
                 let element = ring.elements + index
                 var age = element.pointee.age.load(ordering: .relaxed)
-                if waited.contains(index) {
+                if waited.contains(RetiredElement(index: index, incarnation: book.incarnation[index])) {
                     age += 1
                     element.pointee.age.store(age, ordering: .relaxed)
                 }

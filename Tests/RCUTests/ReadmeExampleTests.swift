@@ -34,3 +34,26 @@ func readmeExample() {
     reload(Config(port: 8080))
     #expect(port() == 8080)
 }
+
+private struct Limits: Sendable { var perTenant: [String: Int]; var fallback: Int }
+
+private let limits = RCUSnapshot(Limits(perTenant: [:], fallback: 100))
+
+private func limit(for tenant: String) -> Int {
+    limits.read { $0.perTenant[tenant] ?? $0.fallback }
+}
+
+private func raise(_ tenant: String, to value: Int) {
+    limits.update { $0.perTenant[tenant] = value }
+}
+
+private func reload(_ fresh: Limits) { limits.replace(fresh) }
+
+@Test("the README's config-table example works")
+func readmeConfigTable() {
+    #expect(limit(for: "acme") == 100)
+    raise("acme", to: 500)
+    #expect(limit(for: "acme") == 500)
+    reload(Limits(perTenant: [:], fallback: 7))
+    #expect(limit(for: "acme") == 7)
+}
