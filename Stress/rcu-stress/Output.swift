@@ -71,8 +71,13 @@ func fixed(_ value: Double, _ digits: Int) -> String {
 struct TextTable {
     var header: [String]
     var rows: [[String]] = []
+    /// Columns aligned left (text); the others are right-aligned (numbers).
+    var leftAligned: Set<Int>
 
-    init(_ header: [String]) { self.header = header }
+    init(_ header: [String], leftAligned: Set<Int> = [0, 2]) {
+        self.header = header
+        self.leftAligned = leftAligned
+    }
 
     mutating func add(_ row: [String]) { rows.append(row) }
 
@@ -86,7 +91,7 @@ struct TextTable {
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { column, cell in
                 let pad = String(repeating: " ", count: widths[column] - cell.count)
-                return column == 0 || column == 2 ? cell + pad : pad + cell
+                return leftAligned.contains(column) ? cell + pad : pad + cell
             }.joined(separator: "  ")
         }
         var out = line(header) + "\n"

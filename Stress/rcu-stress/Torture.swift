@@ -518,7 +518,8 @@ func runTorture(_ options: TortureOptions) -> TortureResult {
 // MARK: - Output
 
 func tortureTable(_ results: [TortureResult]) -> String {
-    var table = TextTable(["flavor", "faults", "workload", "reads/s", "updates/s", "GPs/s", "violations", "leaked", "ages 0/1/2+"])
+    var table = TextTable(["flavor", "faults", "workload", "gp", "reads/s", "updates/s", "GPs/s", "violations", "leaked", "ages 0/1/2+"],
+                          leftAligned: [0, 1, 2, 3])
     for result in results {
         let seconds = max(result.seconds, 1e-9)
         let ages = result.ageHistogram
@@ -527,12 +528,13 @@ func tortureTable(_ results: [TortureResult]) -> String {
             result.options.flavor.rawValue,
             result.options.faults.isEmpty ? "none" : result.options.faults.map(\.rawValue).joined(separator: ","),
             result.options.workload.rawValue,
+            result.options.gracePeriodMode.rawValue,
             formatDouble(Double(result.reads) / seconds, significant: 4),
             formatDouble(Double(result.updates) / seconds, significant: 4),
             formatDouble(Double(result.gracePeriods) / seconds, significant: 4),
             String(result.violations),
             String(result.leaked),
-            "\(ages[0])/\(ages[1])/\(old)",
+            result.options.workload == .pointer ? "\(ages[0])/\(ages[1])/\(old)" : "-",
         ])
     }
     return table.render()

@@ -39,9 +39,36 @@ func runTour(quick: Bool) -> Int32 {
             }
         }
     }
+    // The snapshot workload (RCUSnapshot / liburcu's cell), reclaiming by
+    // retire, and the pointer workload with mixed grace-period modes.
+    for flavor in FlavorName.allCases where flavor != .broken {
+        for (workload, mode) in [(Workload.snapshot, GracePeriodMode.retire), (.pointer, .mixed)] {
+            if interruptRequested.load(ordering: .relaxed) { break }
+            var options = TortureOptions()
+            options.flavor = flavor
+            options.workload = workload
+            options.gracePeriodMode = mode
+            options.duration = quick ? 1 : 2
+            options.showsProgress = false
+            if stderrIsTerminal { writeStandardError("\r\u{1B}[Ktorture \(flavor.rawValue), \(workload.rawValue), --gp \(mode.rawValue)...") }
+            let result = runTorture(options)
+            results.append(result)
+            if result.violations > 0 || result.leaked > 0 {
+                problems.append("\(flavor.rawValue) (\(workload.rawValue), --gp \(mode.rawValue)): \(result.violations) violations, \(result.leaked) leaked")
+            }
+        }
+    }
     if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
-    print("\ntorture (pointer workload, \(Int(tortureSeconds)) s per correct run; broken stops at its first violation):")
+    print("\ntorture (\(Int(tortureSeconds)) s per correct pointer run, broken stops at its first violation; snapshot and mixed-mode runs \(quick ? 1 : 2) s):")
     print(tortureTable(results))
+
+    if !interruptRequested.load(ordering: .relaxed) {
+        var storm = StormOptions()
+        storm.duration = quick ? 3 : 6
+        storm.stall = quick ? 1 : 2
+        if runStorm(storm) != 0 { problems.append("storm: reclamation exceeded its memory bound") }
+        print("")
+    }
 
     var benchResults: [BenchResult] = []
     if !interruptRequested.load(ordering: .relaxed) {
