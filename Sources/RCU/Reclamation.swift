@@ -85,7 +85,7 @@ extension RCUDomain {
 
     /// Callbacks and retired objects queued and not yet processed (exact when
     /// no retire runs concurrently).
-    public var pendingCallbacks: Int { _reclaimer.pending }
+    public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
     /// The largest ``pendingCallbacks`` the worker has seen.
     public var peakPendingCallbacks: Int { _reclaimer.peakPending.load(ordering: .relaxed) }
@@ -201,18 +201,36 @@ internal final class _Reclaimer: @unchecked Sendable {
         rcu_shim_word_destroy(progressWord)
     }
 
-    /// Items queued so far (approximate while writers or the worker run: a
-    /// detached partial chunk is counted once its grace period has passed).
-    var totalEnqueued: Int {
-        shards.reduce(0) { total, shard in
-            let bits = shard.current.load(ordering: .acquiring)
-            let inCurrent = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
-                ._withUnsafeGuaranteedRef { min($0.claimed.load(ordering: .relaxed), _RetiredChunk.capacity) }
-            return total + shard.accounted.load(ordering: .acquiring) + inCurrent
+    /// Items queued so far. Each shard is read as a consistent pair (its
+    /// accounted count and its current chunk's claims): the worker's detach
+    /// and a writer's chunk install each change both, so a pair read while
+    /// either ran is read again. Claims that land in a chunk after it was
+    /// detached are counted once its grace period has passed.
+    ///
+    /// Runs inside a read section of `domain`: the worker recycles chunks
+    /// only a grace period after detaching them, so the current chunk read
+    /// here cannot be reused or freed under us.
+    func totalEnqueued(_ domain: RCUDomain) -> Int {
+        let token = domain._lockUntracked()
+        let total = shards.reduce(0) { total, shard in
+            while true {
+                let accounted = shard.accounted.load(ordering: .acquiring)
+                let bits = shard.current.load(ordering: .acquiring)
+                let inCurrent = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+                    ._withUnsafeGuaranteedRef { min($0.claimed.load(ordering: .acquiring), _RetiredChunk.capacity) }
+                if shard.accounted.load(ordering: .acquiring) == accounted
+                    && shard.current.load(ordering: .acquiring) == bits {
+                    return total + accounted + inCurrent
+                }
+            }
         }
+        domain.unlock(token)
+        return total
     }
 
-    var pending: Int { max(0, totalEnqueued - processed.load(ordering: .acquiring)) }
+    func pending(_ domain: RCUDomain) -> Int {
+        max(0, totalEnqueued(domain) - processed.load(ordering: .acquiring))
+    }
 
     // MARK: Writers
 
@@ -272,22 +290,24 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// inside a read section (or is the worker itself).
     ///
     /// Each shard checks once per chunk, before storing into the next one, so
-    /// between two checks a shard gains at most one chunk of items; waiting
-    /// from `maxPending - shards * capacity` on keeps the number pending under
-    /// `maxPending`.
+    /// between two checks a shard gains about one chunk of items; waiting
+    /// from `maxPending - 2 * shards * capacity` on keeps the number pending
+    /// under `maxPending`.
     private func applyBackpressure(_ domain: RCUDomain) {
-        // The margin covers claims in flight while the worker detaches.
-        let threshold = max(maxPending - shards.count * _RetiredChunk.capacity - 64, maxPending / 2)
-        var backlog = pending
+        // Two chunks per shard: one a shard may gain between two checks, one
+        // of margin for claims in flight while the worker detaches and for
+        // writers released together when the worker makes progress.
+        let threshold = max(maxPending - 2 * shards.count * _RetiredChunk.capacity, maxPending / 2)
+        var backlog = pending(domain)
         notePeak(backlog)
         guard backlog >= threshold else { return }
         guard rcu_shim_depth() == 0, rcu_shim_runs_callbacks() == 0, !domain._debugSectionsOpen else { return }
         while backlog >= threshold {
             let seen = rcu_shim_word_load(progressWord)
             kick(domain)
-            if pending < threshold { break }
+            if pending(domain) < threshold { break }
             _ = rcu_shim_futex_wait(progressWord, seen, 10_000_000)
-            backlog = pending
+            backlog = pending(domain)
         }
     }
 
@@ -482,7 +502,7 @@ internal final class _Reclaimer: @unchecked Sendable {
         let wanted = requests.withLock { $0.gracePeriodTarget }
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
         if needsGracePeriod {
-            notePeak(pending)
+            notePeak(pending(domain))
             // One grace period for the whole batch, shared with concurrent
             // synchronize() callers and pollers.
             domain._waitForSequence(domain._snapshotState()._sequence)

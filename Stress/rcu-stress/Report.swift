@@ -15,7 +15,8 @@ func ratioChartSVG(_ results: [BenchResult], machine: Machine) -> String {
                         ns: result.nanosecondsPerOperation))
     }
     let palette = ["rcu": "#1f77b4", "rcu-atomic": "#6baed6", "rcu-fence": "#9ecae1",
-                   "liburcu-memb": "#d62728", "pthread-rwlock": "#7f7f7f", "mutex": "#bcbd22"]
+                   "liburcu-memb": "#d62728", "pthread-rwlock": "#7f7f7f", "mutex": "#bcbd22",
+                   "RCUSnapshot": "#1f77b4", "RCUReference": "#6baed6", "Mutex": "#bcbd22"]
     // Log scale from 1/16x to 64x, so 1.0x sits in a fixed place.
     let minimumLog = -4.0, maximumLog = 6.0
     let left = 330.0, plotWidth = 520.0, barHeight = 13.0, groupGap = 14.0, top = 70.0
