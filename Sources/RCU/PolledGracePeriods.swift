@@ -12,6 +12,7 @@ public struct RCUGracePeriodState: Sendable, Hashable, Comparable {
 
     @usableFromInline internal init(_sequence: UInt64) { self._sequence = _sequence }
 
+    /// Whether `lhs` completes no later than `rhs`.
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs._sequence < rhs._sequence }
 }
 

@@ -68,7 +68,12 @@ extension RCUDomain {
         _reclaimer.barrier(self)
     }
 
-    /// The asynchronous ``barrier()``: suspends instead of blocking.
+    /// The asynchronous ``barrier()``: suspends instead of blocking, and is
+    /// resumed by the last of its markers.
+    ///
+    /// - Complexity: at least one grace period.
+    /// - Warning: Awaiting it inside an async read section of this domain
+    ///   never completes.
     public func barrier() async {
         await _reclaimer.barrierAsync(self)
     }
@@ -85,6 +90,8 @@ extension RCUDomain {
 
     /// Callbacks and retired objects queued and not yet processed (exact when
     /// no retire runs concurrently).
+    ///
+    /// - Complexity: O(possible CPUs).
     public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
     /// The largest ``pendingCallbacks`` the worker has seen.
