@@ -65,6 +65,12 @@ extension RCUDomain {
         /// callbacks and retired objects, ``RCUDomain/retire(_:)`` and
         /// ``RCUDomain/defer(_:)`` called outside a read section wait for the
         /// worker. Default 1,048,576.
+        ///
+        /// Writers check the bound once per 256-item chunk of their CPU's
+        /// queue and start waiting two chunks per CPU below it, so the bound
+        /// holds when it is at least 1,024 × the number of possible CPUs;
+        /// below that the waiting starts at half the bound and the bound can
+        /// be overshot by up to 256 items per CPU.
         public var maxPendingCallbacks: Int = 1 << 20
 
         /// A test-only canary: `synchronize()` returns without waiting for
