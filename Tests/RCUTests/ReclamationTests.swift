@@ -88,31 +88,35 @@ struct ReclamationTests {
 
     @Test("memory stays under the bound while a reader stalls")
     func backpressureUnderStalledReader() {
+        // The bound holds exactly from 1024 per possible CPU (see
+        // Configuration.maxPendingCallbacks).
+        let bound = max(8192, 1024 * RCUDomain()._slotCount)
         var configuration = RCUDomain.Configuration()
-        configuration.maxPendingCallbacks = 8192
+        configuration.maxPendingCallbacks = bound
         let domain = RCUDomain(configuration: configuration)
         let counter = LifeCounter()
         let box = TokenBox()
         let stalledReader = TestThread { box.put(domain.lock()) }
         stalledReader.join()
         let retired = Count()
+        let total = 12 * bound
         let retirer = TestThread {
-            for _ in 0..<100_000 {
+            for _ in 0..<total {
                 domain.retire(Tracked(counter, domain))
                 retired.add()
             }
         }
         // While the reader stalls nothing can be reclaimed, so the retirer
-        // must stop near the bound instead of queueing all 100k.
-        #expect(waitUntil(seconds: 30) { domain.pendingCallbacks >= 4096 })
+        // must stop near the bound instead of queueing all of them.
+        #expect(waitUntil(seconds: 30) { domain.pendingCallbacks >= bound / 2 })
         sleepMicroseconds(200_000)
         let queuedWhileStalled = retired.current
         if let token = box.take() { domain.unlock(token) }
         retirer.join()
         domain.barrier()
-        #expect(queuedWhileStalled <= 8192)
-        #expect(domain.peakPendingCallbacks <= 8192)
-        #expect(counter.counts.deinits == 100_000)
+        #expect(queuedWhileStalled <= bound)
+        #expect(domain.peakPendingCallbacks <= bound)
+        #expect(counter.counts.deinits == total)
     }
 
     @Test("inside a read section retire never waits, even over the bound")
