@@ -66,6 +66,8 @@ neg2/mb/no-C/progress/R2G2        |progress|pass  |-DNO_C -DNREADERS=2 -DNGP=2
 find/fence/min/progress/R2G2      |progress|pass  |-DFENCE_MODE -DNO_A -DNO_C -DNO_D -DNREADERS=2 -DNGP=2
 impl/mb/safety/R2G2               |safety  |pass  |-DNREADERS=2 -DNGP=2
 impl/fence/safety/R2G2            |safety  |pass  |-DFENCE_MODE -DNREADERS=2 -DNGP=2
+impl/mb-Arseq/safety/R2G2         |safety  |pass  |-DA_RSEQ -DNREADERS=2 -DNGP=2
+impl/mb-Arseq/safety/R1G3S2       |safety  |pass  |-DA_RSEQ -DNREADERS=1 -DNGP=3 -DNSECT=2
 impl/mb/progress/R1G3S2           |progress|pass  |-DNREADERS=1 -DNGP=3 -DNSECT=2
 impl/fence/progress/R1G3S2        |progress|pass  |-DFENCE_MODE -DNREADERS=1 -DNGP=3 -DNSECT=2
 impl/mb/progress/R1G3NEST         |progress|pass  |-DNREADERS=1 -DNGP=3 -DNEST

@@ -17,6 +17,15 @@
  *     RSEQ_ONLY       readers never use the atomic fallback words
  *                     (lock retries rseq; unlock always uses rseq)
  *
+ *   Updater details
+ *     FASTSCANS=n     scans the fast path tries before flipping (default 2;
+ *                     the implementation tries 8, each one a full scan)
+ *     A_RSEQ          (A) uses MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, as the
+ *                     implementation does whenever rseq is registered (the
+ *                     brief describes plain PRIVATE_EXPEDITED; both behave
+ *                     the same here: an abort at (A) only restarts a section
+ *                     that then reads the same period)
+ *
  *   Barrier mode
  *     FENCE_MODE      (A) and (C) are seq_cst fences in the updater and the
  *                     reader's (B)/(D) compiler barriers become seq_cst
@@ -77,6 +86,14 @@
 #endif
 #ifndef NSECT
 #define NSECT 1
+#endif
+#ifndef FASTSCANS
+#define FASTSCANS 2
+#endif
+#ifdef A_RSEQ
+#define ARSEQ 1
+#else
+#define ARSEQ 0
 #endif
 #ifndef MAXABORT
 #define MAXABORT 2
@@ -442,7 +459,7 @@ inline membarrier(rseq) {
 active proctype updater() {
 	byte g = 1;          /* object being published */
 	byte per = 0;        /* updater's own view of period (forwarding) */
-	byte c, U, L, U1, L1;
+	byte c, U, L, U1, L1, fs = 0;
 	byte uloc, uval, rv;
 
 	do
@@ -465,21 +482,27 @@ active proctype updater() {
 		 * compiler barrier (B) after the lock increment: either a reader's
 		 * gp load comes after this IPI (and sees the new gp), or its lock
 		 * increment precedes the IPI and is drained by it. */
-		membarrier(0);
+		membarrier(ARSEQ);
 #endif
 
-		/* fast path: both indices at once */
+		/* fast path: both indices at once, up to FASTSCANS scans (any
+		 * scan after (A) is as good as the first) */
+		do
+		:: fs < FASTSCANS ->
 #ifdef LOCKS_FIRST
-		sum_lock(0, L, false); sum_lock(1, L1, false);
-		sum_unlock(0, U, true); sum_unlock(1, U1, false);   /* (S) first */
+			sum_lock(0, L, false); sum_lock(1, L1, false);
+			sum_unlock(0, U, true); sum_unlock(1, U1, false);   /* (S) first */
 #else
-		sum_unlock(0, U, false); sum_unlock(1, U1, false);
-		sum_lock(0, L, true); sum_lock(1, L1, false);       /* (S) first */
+			sum_unlock(0, U, false); sum_unlock(1, U1, false);
+			sum_lock(0, L, true); sum_lock(1, L1, false);       /* (S) first */
 #endif
-		if
-		:: U == L && U1 == L1 -> U = 0; L = 0; U1 = 0; L1 = 0; goto poison
-		:: else -> U = 0; L = 0; U1 = 0; L1 = 0
-		fi;
+			if
+			:: U == L && U1 == L1 ->
+				U = 0; L = 0; U1 = 0; L1 = 0; fs = 0; goto poison
+			:: else -> U = 0; L = 0; U1 = 0; L1 = 0; fs++
+			fi
+		:: else -> fs = 0; break
+		od;
 
 		c = per & 1;
 #ifndef SKIP_PHASE1
