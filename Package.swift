@@ -5,6 +5,7 @@ let package = Package(
     name: "swift-rcu",
     products: [
         .library(name: "RCU", targets: ["RCU"]),
+        .library(name: "RCUCollections", targets: ["RCUCollections"]),
         .executable(name: "rcu-stress", targets: ["rcu-stress"]),
     ],
     targets: [
@@ -13,6 +14,9 @@ let package = Package(
         .target(name: "_RCUShims"),
         // The library. Depends on nothing but the toolchain and _RCUShims.
         .target(name: "RCU", dependencies: ["_RCUShims"]),
+        // RCU-protected containers: RCUHashMap and RCUList. Pure Swift on
+        // top of RCU; no unsafe flags, no other dependency.
+        .target(name: "RCUCollections", dependencies: ["RCU"]),
         // liburcu, for rcu-stress only (the reference oracle). Never a
         // dependency of a library product.
         .systemLibrary(
@@ -23,10 +27,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "rcu-stress",
-            dependencies: ["RCU", "CLiburcu"],
+            dependencies: ["RCU", "RCUCollections", "CLiburcu"],
             path: "Stress/rcu-stress"
         ),
         .testTarget(name: "RCUTests", dependencies: ["RCU"]),
+        .testTarget(name: "RCUCollectionsTests", dependencies: ["RCUCollections", "RCU"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -305,6 +305,8 @@ enum Suite: String, CaseIterable {
     case synchronize
     case retire
     case snapshot
+    case hashmap
+    case list
     case all
 }
 
@@ -320,7 +322,7 @@ struct BenchOptions {
 }
 
 func runBench(_ options: BenchOptions) -> [BenchResult] {
-    let suites: [Suite] = options.suite == .all ? [.readSide, .synchronize, .retire, .snapshot] : [options.suite]
+    let suites: [Suite] = options.suite == .all ? [.readSide, .synchronize, .retire, .snapshot, .hashmap, .list] : [options.suite]
     var results: [BenchResult] = []
     let slice = options.duration / Double(options.rounds)
     let impls = AnyImpl.readSideSet().filter { options.impls?.contains($0.name) ?? true }
@@ -362,6 +364,10 @@ func runBench(_ options: BenchOptions) -> [BenchResult] {
             }
         case .snapshot:
             results += runSnapshotSuite(options, slice: slice)
+        case .hashmap:
+            results += runHashMapSuite(options, slice: slice)
+        case .list:
+            results += runListSuite(options, slice: slice)
         case .all:
             break
         }

@@ -12,6 +12,7 @@ enum Command {
     case bench(BenchOptions)
     case torture(TortureOptions)
     case storm(StormOptions)
+    case oracle(OracleOptions)
     case help
 }
 
@@ -22,6 +23,7 @@ let usageText = """
            rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--impls LIST]
                             [--json] [--svg FILE]
            rcu-stress storm [--duration SECONDS] [--stall SECONDS] [--bound N] [--retirers N] [--json]
+           rcu-stress oracle --workload W [--seed N] [--ops N] [--readers N] [--json]
            rcu-stress help
 
       flavors F: \(FlavorName.allCases.map(\.rawValue).joined(separator: ", ")) (default rcu)
@@ -37,6 +39,11 @@ let usageText = """
       --impls     only these impls of the read-side, synchronize and retire suites (comma list)
       --json      one JSON object on stdout (contract: shared/design/stress-contract.md)
       --svg       also write an SVG chart of each impl's ratio to liburcu-memb
+
+      oracle      a seeded random operation sequence applied to this library's container
+                  and to liburcu's (workloads: \(OracleWorkload.available.map(\.rawValue).joined(separator: ", "))),
+                  with concurrent readers; exit 1 at the first result that differs
+                  (defaults: seed 1, 1000000 ops, 1 reader)
 
       storm       retire flood against a small memory bound while one reader stalls
                   (defaults: 60 s, stall 5 s, bound 65536, 2 retirers); exit 0 if the
@@ -60,8 +67,10 @@ func parseCommand(_ arguments: [String]) throws(UsageError) -> Command {
         return .torture(try parseTorture(Array(arguments.dropFirst())))
     case "storm":
         return .storm(try parseStorm(Array(arguments.dropFirst())))
+    case "oracle":
+        return .oracle(try parseOracle(Array(arguments.dropFirst())))
     default:
-        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, storm, help, --quick (or no argument for the tour)")
+        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, storm, oracle, help, --quick (or no argument for the tour)")
     }
 }
 
@@ -181,8 +190,8 @@ private func parseTorture(_ arguments: [String]) throws(UsageError) -> TortureOp
             throw UsageError(message: "unknown option '\(name)' for torture; accepted: --flavor, --workload, --readers, --updaters, --duration, --gp, --faults, --dwell, --json")
         }
     }
-    if options.flavor == .broken && options.workload != .pointer {
-        throw UsageError(message: "--flavor broken runs on the pointer workload only (its storage is recycled, so a violation is counted; '\(options.workload.rawValue)' frees memory and would crash instead)")
+    if options.flavor == .broken && options.workload == .snapshot {
+        throw UsageError(message: "--flavor broken does not run the snapshot workload (RCUSnapshot frees its boxes, so a violation would crash instead of being counted); accepted workloads: pointer, hashmap, list")
     }
     return options
 }
@@ -226,5 +235,27 @@ private func parseStorm(_ arguments: [String]) throws(UsageError) -> StormOption
             throw UsageError(message: "unknown option '\(name)' for storm; accepted: --duration, --stall, --bound, --retirers, --json")
         }
     }
+    return options
+}
+
+private func parseOracle(_ arguments: [String]) throws(UsageError) -> OracleOptions {
+    var options = OracleOptions()
+    var workload: OracleWorkload? = nil
+    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    while let (name, value) = try reader.next() {
+        switch name {
+        case "--workload": workload = try parseAvailable(value, option: name, OracleWorkload.available)
+        case "--seed": options.seed = UInt64(try parseCount(value, option: name, range: 0...Int.max))
+        case "--ops": options.operations = try parseCount(value, option: name, range: 1...1_000_000_000)
+        case "--readers": options.readers = try parseCount(value, option: name, range: 0...64)
+        case "--json": options.json = true
+        default:
+            throw UsageError(message: "unknown option '\(name)' for oracle; accepted: --workload, --seed, --ops, --readers, --json")
+        }
+    }
+    guard let workload else {
+        throw UsageError(message: "oracle needs --workload; accepted: \(OracleWorkload.available.map(\.rawValue).joined(separator: ", "))")
+    }
+    options.workload = workload
     return options
 }

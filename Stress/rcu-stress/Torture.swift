@@ -381,14 +381,18 @@ struct TortureRun: ImplVisitor {
             let cell = LiburcuSnapshotCell(SnapshotValue(generation: 0, pool: pool), mode: options.gracePeriodMode)
             let workload = SnapshotWorkloadRun(torture: SnapshotTorture(cell: cell, counters: counters), pool: pool)
             return run(impl, workload)
-        default:
+        case .hashmap:
+            return runHashMap(impl, counters: counters)
+        case .list:
+            return runList(impl, counters: counters)
+        case .pointer:
             let ring = ElementRing(count: 16 + 16 * options.updaters)
             let torture = PointerTorture(impl: impl, ring: ring, counters: counters, dwell: options.dwell)
             return run(impl, PointerWorkload(torture: torture, mode: options.gracePeriodMode))
         }
     }
 
-    private func run<I: ReadSideImpl, W: TortureWorkload>(_ impl: I, _ workload: W) -> TortureResult {
+    func run<I: ReadSideImpl, W: TortureWorkload>(_ impl: I, _ workload: W) -> TortureResult {
         let counters = workload.counters
         let stop = StopFlag()
         let registry = ReaderRegistry()

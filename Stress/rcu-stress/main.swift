@@ -47,6 +47,9 @@ case .torture(let options):
 case .storm(let options):
     installInterruptHandler()
     exit(runStorm(options))
+case .oracle(let options):
+    installInterruptHandler()
+    exit(runOracle(options))
 case .tour(let quick):
     exit(runTour(quick: quick))
 }
