@@ -30,8 +30,11 @@ let package = Package(
             dependencies: ["RCU", "RCUCollections", "CLiburcu"],
             path: "Stress/rcu-stress"
         ),
-        .testTarget(name: "RCUTests", dependencies: ["RCU"]),
-        .testTarget(name: "RCUCollectionsTests", dependencies: ["RCUCollections", "RCU"]),
+        // Threads, flags, bounded waits and the domain modes every
+        // behavioural test runs in; shared by both test targets.
+        .target(name: "RCUTestSupport", dependencies: ["RCU"], path: "Tests/Support"),
+        .testTarget(name: "RCUTests", dependencies: ["RCU", "RCUTestSupport"]),
+        .testTarget(name: "RCUCollectionsTests", dependencies: ["RCUCollections", "RCU", "RCUTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

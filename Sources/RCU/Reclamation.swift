@@ -445,6 +445,7 @@ internal final class _Reclaimer: @unchecked Sendable {
             let seen = rcu_shim_word_load(kickWord)
             if processBatch(domain) {
                 idleSince = 0
+                pace(domain)
                 continue
             }
             let now = _monotonicNanoseconds()
@@ -474,6 +475,22 @@ internal final class _Reclaimer: @unchecked Sendable {
         }
         workerState.store(0, ordering: .releasing)
     }
+
+    /// After a batch, waits up to `pacingNanoseconds` for more callbacks to
+    /// accumulate, so one grace period (and its membarrier IPIs to every
+    /// CPU running this process) serves many of them; liburcu's call_rcu
+    /// thread sleeps 10 ms the same way. Anyone who waits for the worker
+    /// (barrier, backpressure, a poll or async request) kicks it awake, and
+    /// a large backlog skips the pause.
+    private func pace(_ domain: RCUDomain) {
+        let seen = rcu_shim_word_load(kickWord)
+        let urgent = requests.withLock { !$0.sequenceWaiters.isEmpty || $0.gracePeriodTarget > domain._completedSequence() }
+        if urgent || pending(domain) >= maxPending / 4 { return }
+        _ = rcu_shim_futex_wait(kickWord, seen, Self.pacingNanoseconds)
+    }
+
+    /// The pause between batches (see `pace`).
+    static let pacingNanoseconds: Int64 = 1_000_000
 
     /// Whether anything is queued or requested (a seq_cst read of the claims).
     private func hasWork(_ domain: RCUDomain) -> Bool {

@@ -4,6 +4,7 @@
 import Glibc
 #endif
 import RCU
+import RCUTestSupport
 import Testing
 
 @Suite("Misuse")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 @testable import RCU
+import RCUTestSupport
 import Testing
 
 @Suite("Modes")

@@ -3,6 +3,7 @@
 // publishes another slot, waits for a grace period, and poisons the old one.
 // A reader that sees poison inside its section has caught a grace period
 // that ended too early.
+import RCUTestSupport
 import Synchronization
 @_spi(RCUTesting) @testable import RCU
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 @_spi(RCUTesting) @testable import RCU
 import Synchronization
+import RCUTestSupport
 import Testing
 
 @Suite("Read side", .serialized)

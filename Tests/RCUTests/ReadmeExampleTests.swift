@@ -1,6 +1,7 @@
 // The README's first example, compiled and run, so the README stays true.
 import RCU
 import Synchronization
+import RCUTestSupport
 import Testing
 
 private struct Config { var port: Int }

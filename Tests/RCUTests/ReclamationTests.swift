@@ -3,6 +3,7 @@ import Glibc
 #endif
 @_spi(RCUTesting) @testable import RCU
 import Synchronization
+import RCUTestSupport
 import Testing
 
 /// Counts deinitialisations, and those that came before a grace period had

@@ -3,6 +3,7 @@ import Glibc
 #endif
 @_spi(RCUTesting) @testable import RCU
 import Synchronization
+import RCUTestSupport
 import Testing
 
 /// An object that poisons itself in deinit. A reader that still borrows it
