@@ -165,9 +165,11 @@ func parseCount(_ value: String?, option: String, range: ClosedRange<Int>) throw
 
 private func parseTorture(_ arguments: [String]) throws(UsageError) -> TortureOptions {
     var options = TortureOptions()
-    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    var reader = OptionReader(arguments: arguments, flags: ["--json", "--stop-on-violation"])
     while let (name, value) = try reader.next() {
         switch name {
+        case "--stop-on-violation":
+            options.stopOnViolation = true
         case "--flavor":
             options.flavor = try parseEnum(value, option: name, FlavorName.self)
         case "--workload":

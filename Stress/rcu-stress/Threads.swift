@@ -109,3 +109,26 @@ final class Sink: Sendable {
     func consume(_ x: Int) { value.add(x, ordering: .relaxed) }
 }
 let sink = Sink()
+
+/// A fast seeded generator (splitmix64): cheap enough for benchmark loops,
+/// and replayable for the oracle.
+struct StressRandom: RandomNumberGenerator {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    /// Seeded from the system generator.
+    init() {
+        var system = SystemRandomNumberGenerator()
+        state = system.next()
+    }
+
+    @inline(__always)
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

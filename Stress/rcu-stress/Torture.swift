@@ -15,7 +15,7 @@ import Synchronization
 enum Workload: String, CaseIterable {
     case pointer, snapshot, hashmap, list
     /// The workloads built so far; the others are reserved by the contract.
-    static let available: [Workload] = [.pointer, .snapshot]
+    static let available: [Workload] = [.pointer, .snapshot, .hashmap]
 }
 
 enum GracePeriodMode: String, CaseIterable {
@@ -68,6 +68,9 @@ struct TortureResult {
     var leaked = 0
     var ageHistogram = Array(repeating: 0, count: ageBuckets)
     var interrupted = false
+    /// Workload-specific counts (already included in `violations` where
+    /// they are violations), reported as extra JSON fields.
+    var details: [(String, Int)] = []
 
     var json: JSON {
         .object([
@@ -87,7 +90,7 @@ struct TortureResult {
             ("leaked", .integer(Int64(leaked))),
             ("age_histogram", .array(ageHistogram.map { .integer(Int64($0)) })),
             ("interrupted", .bool(interrupted)),
-        ])
+        ] + details.map { ($0.0, JSON.integer(Int64($0.1))) })
     }
 }
 
@@ -516,7 +519,8 @@ func tortureImpl(_ flavor: FlavorName) -> AnyImpl {
 }
 
 func runTorture(_ options: TortureOptions) -> TortureResult {
-    tortureImpl(options.flavor).visit(TortureRun(options: options))
+    if needsIsolation(options) { return runIsolatedTorture(options) }
+    return tortureImpl(options.flavor).visit(TortureRun(options: options))
 }
 
 // MARK: - Output
