@@ -7,7 +7,7 @@ import Glibc
 enum OracleWorkload: String, CaseIterable {
     case hashmap, list
     /// The workloads built so far.
-    static let available: [OracleWorkload] = []
+    static let available: [OracleWorkload] = [.list]
 }
 
 struct OracleOptions {
