@@ -385,7 +385,7 @@ func benchJSON(_ results: [BenchResult], suite: Suite) -> String {
 }
 
 func benchTable(_ results: [BenchResult]) -> String {
-    var table = TextTable(["case", "threads", "impl", "ns/op", "Mops/s", "vs liburcu-memb"])
+    var table = TextTable(["case", "threads", "impl", "ns/op", "Mops/s", "vs liburcu"])
     for result in results {
         let reference = referenceResult(for: result, in: results)
         let ratio = reference.map { fixed(result.nanosecondsPerOperation / $0.nanosecondsPerOperation, 2) + "x" } ?? "-"
@@ -398,13 +398,25 @@ func benchTable(_ results: [BenchResult]) -> String {
     }
     return table.render()
         + "ns/op is per thread (wall time of each thread / its operations), the median of interleaved rounds;\n"
-        + "'vs liburcu-memb' is ns/op divided by liburcu-memb's from this run (lower is faster).\n"
+        + "'vs liburcu' is ns/op divided by the liburcu reference's from this run: liburcu-memb, or cds_list_rcu\n"
+        + "for the list suite and cds_lfht for the hashmap suite (lower is faster).\n"
 }
 
-/// liburcu-memb's result for the same suite, case and thread count.
+/// The liburcu impl a suite's ratios are taken against.
+func referenceImpl(forSuite suite: String) -> String {
+    switch suite {
+    case Suite.hashmap.rawValue: return "cds_lfht"
+    case Suite.list.rawValue: return "cds_list_rcu"
+    default: return "liburcu-memb"
+    }
+}
+
+/// The liburcu reference's result (see `referenceImpl`) for the same suite,
+/// case and thread count.
 func referenceResult(for result: BenchResult, in results: [BenchResult]) -> BenchResult? {
-    results.first {
+    let reference = referenceImpl(forSuite: result.suite)
+    return results.first {
         $0.suite == result.suite && $0.benchCase == result.benchCase
-            && $0.threads == result.threads && $0.impl == "liburcu-memb"
+            && $0.threads == result.threads && $0.impl == reference
     }
 }
