@@ -20,14 +20,15 @@ public enum RCUListError: Error, Sendable, Hashable, CustomStringConvertible {
 /// to the wrong list is caught even if that list reuses a dead list's address.
 private let _rcuListIDs = Atomic<UInt64>(1)
 
-/// One list node. Readers touch only `_next` and `element`; the other fields
-/// belong to the owning list's writers.
+/// One list node: 40 bytes plus the element (48 bytes of heap for an `Int`
+/// element, as malloc rounds). Readers touch only `_next` and `element`;
+/// `_prev` belongs to the owning list's writers.
 @usableFromInline
 internal final class _RCUListNode<Element>: @unchecked Sendable {
-    // @unchecked Sendable: `element` and `_owner` are immutable; `_next` is
-    // atomic; `_prev` and `_linked` are read and written only by writers of
-    // the owning list while they hold its lock (a handle given to another
-    // list is rejected by the immutable `_owner` before either is touched).
+    // @unchecked Sendable: `element` is immutable; `_next` is atomic; `_prev`
+    // is read and written only by writers of the owning list while they hold
+    // its lock (a handle given to another list is rejected by the list id the
+    // handle carries before `_prev` is touched).
 
     /// The successor, as unretained object bits (0 at the end). Non-owning:
     /// the list holds one +1 per linked node. A removed node keeps its value,
@@ -35,20 +36,21 @@ internal final class _RCUListNode<Element>: @unchecked Sendable {
     /// list_del_rcu leaves ->next).
     @usableFromInline internal let _next: Atomic<UInt>
     @usableFromInline internal let element: Element
-    /// The id of the list the node was created in.
-    internal let _owner: UInt64
-    /// The predecessor's bits (0 when first). Writers only.
+    /// The predecessor's bits (0 when first), or `_removed` once the node left
+    /// its list (object bits are 16-byte aligned, so 1 is never a node).
+    /// Writers only.
     @exclusivity(unchecked) internal var _prev: UInt
-    /// Whether the node is still in its list. Writers only.
-    @exclusivity(unchecked) internal var _linked: Bool
 
-    internal init(_ element: Element, next: UInt, prev: UInt, owner: UInt64) {
+    internal static var _removed: UInt { 1 }
+
+    internal init(_ element: Element, next: UInt, prev: UInt) {
         _next = Atomic(next)
         self.element = element
-        _owner = owner
         _prev = prev
-        _linked = true
     }
+
+    internal var _isLinked: Bool { _prev != Self._removed }
+    internal func _markRemoved() { _prev = Self._removed }
 }
 
 /// Holds the +1 references of a chain detached by ``RCUList/removeAll()`` and
@@ -106,10 +108,10 @@ internal func _rcuListReleaseChain<Element>(_: Element.Type, from first: UInt) {
 public final class RCUList<Element: Sendable>: @unchecked Sendable {
     // @unchecked Sendable: `_head` and every node's `_next` are atomics that
     // writers store with release and readers load with acquire; every other
-    // mutable field (the writer state, nodes' `_prev` and `_linked`) is
-    // accessed only under `_writer`'s lock. Elements are Sendable and
-    // immutable once published, and a node is released only after a grace
-    // period of `domain` that follows its unlinking.
+    // mutable field (the writer state, nodes' `_prev`) is accessed only
+    // under `_writer`'s lock. Elements are Sendable and immutable once
+    // published, and a node is released only after a grace period of
+    // `domain` that follows its unlinking.
 
     /// A stable handle to one node of a list: the way writers name a
     /// position.
@@ -119,8 +121,14 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// instead of touching freed memory. Handles compare by node identity.
     public struct Node: Sendable, Hashable {
         @usableFromInline internal let _node: _RCUListNode<Element>
+        /// The id of the list the node was created in (kept in the handle,
+        /// not in every node).
+        internal let _owner: UInt64
 
-        @usableFromInline internal init(_node: _RCUListNode<Element>) { self._node = _node }
+        internal init(_node: _RCUListNode<Element>, owner: UInt64) {
+            self._node = _node
+            _owner = owner
+        }
 
         /// The element in this node. Valid at any time, even after removal:
         /// the handle keeps it alive.
@@ -169,7 +177,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
         while let pointer = UnsafeRawPointer(bitPattern: bits) {
             let node = Unmanaged<_RCUListNode<Element>>.fromOpaque(pointer)
             bits = node._withUnsafeGuaranteedRef { node in
-                node._linked = false
+                node._markRemoved()
                 return node._next.load(ordering: .relaxed)
             }
             node.release()
@@ -367,17 +375,17 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
             let predecessor = old._prev
             // relaxed: writers are ordered by the lock.
             let successor = old._next.load(ordering: .relaxed)
-            let replacement = _RCUListNode(element, next: successor, prev: predecessor, owner: _id)
+            let replacement = _RCUListNode(element, next: successor, prev: predecessor)
             let bits = UInt(bitPattern: Unmanaged.passRetained(replacement).toOpaque())  // the list's +1
             if successor != 0 { Self._node(successor)._prev = bits } else { writer.tail = bits }
             // release: publishes the replacement's fields; pairs with the
             // acquire loads in View.makeIterator() and Iterator.next().
             _storeNext(of: predecessor, bits)
-            old._linked = false
+            old._markRemoved()
             // Takes over the list's +1 on the old node, for the retire.
             let retired = Unmanaged<_RCUListNode<Element>>.fromOpaque(UnsafeRawPointer(bitPattern: oldBits)!)
                 .takeRetainedValue()
-            return (Node(_node: replacement), retired)
+            return (Node(_node: replacement, owner: _id), retired)
         }
         domain.retire(old)
         return fresh
@@ -443,7 +451,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
             var bits = first
             while bits != 0 {
                 let node = Self._node(bits)
-                node._linked = false
+                node._markRemoved()
                 bits = node._next.load(ordering: .relaxed)
             }
             writer = _Writer()
@@ -465,7 +473,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
             var bits = _head.load(ordering: .relaxed)  // relaxed: writers are ordered by the lock
             while bits != 0 {
                 let node = Self._node(bits)
-                if try predicate(node.element) { return Node(_node: node) }
+                if try predicate(node.element) { return Node(_node: node, owner: _id) }
                 bits = node._next.load(ordering: .relaxed)
             }
             return nil
@@ -505,8 +513,8 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
 
     /// Rejects a handle that is not in this list.
     internal func _check(_ node: Node) throws(RCUListError) {
-        if _slowPath(node._node._owner != _id) { _foreignNode() }
-        guard node._node._linked else { throw .nodeRemoved }
+        if _slowPath(node._owner != _id) { _foreignNode() }
+        guard node._node._isLinked else { throw .nodeRemoved }
     }
 
     internal func _foreignNode() -> Never {
@@ -520,12 +528,12 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
         let successor = predecessor == 0
             ? _head.load(ordering: .relaxed)
             : Self._node(predecessor)._next.load(ordering: .relaxed)
-        let node = _RCUListNode(element, next: successor, prev: predecessor, owner: _id)
+        let node = _RCUListNode(element, next: successor, prev: predecessor)
         let bits = UInt(bitPattern: Unmanaged.passRetained(node).toOpaque())  // the list's +1
         if successor != 0 { Self._node(successor)._prev = bits } else { writer.tail = bits }
         _storeNext(of: predecessor, bits)  // release: see _storeNext
         writer.count += 1
-        return Node(_node: node)
+        return Node(_node: node, owner: _id)
     }
 
     /// Unlinks the node `bits` and returns it, holding the list's former +1
@@ -538,7 +546,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
         let successor = node._next.load(ordering: .relaxed)  // relaxed: writers are ordered by the lock
         _storeNext(of: predecessor, successor)  // release: see _storeNext
         if successor != 0 { Self._node(successor)._prev = predecessor } else { writer.tail = predecessor }
-        node._linked = false
+        node._markRemoved()
         writer.count -= 1
         return node
     }
