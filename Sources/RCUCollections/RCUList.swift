@@ -132,6 +132,8 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
 
         /// The element in this node. Valid at any time, even after removal:
         /// the handle keeps it alive.
+        ///
+        /// - Complexity: O(1).
         public var element: Element { _node.element }
 
         internal var _bits: UInt { UInt(bitPattern: Unmanaged.passUnretained(_node).toOpaque()) }
@@ -157,6 +159,8 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
 
     /// Creates an empty list whose traversals run in read sections of
     /// `domain`.
+    ///
+    /// - Complexity: O(1).
     public init(domain: RCUDomain = .shared) {
         self.domain = domain
         _id = _rcuListIDs.wrappingAdd(1, ordering: .relaxed).oldValue
