@@ -398,8 +398,8 @@ func benchTable(_ results: [BenchResult]) -> String {
     }
     return table.render()
         + "ns/op is per thread (wall time of each thread / its operations), the median of interleaved rounds;\n"
-        + "'vs liburcu' is ns/op divided by liburcu's from this run (lower is faster): liburcu-memb's,\n"
-        + "or cds_lfht's in the hashmap suite and cds_list_rcu's in the list suite.\n"
+        + "'vs liburcu' is ns/op divided by the liburcu reference's from this run: liburcu-memb, or cds_list_rcu\n"
+        + "for the list suite and cds_lfht for the hashmap suite (lower is faster).\n"
 }
 
 /// The liburcu impl a suite's ratios are taken against.
@@ -411,10 +411,12 @@ func referenceImpl(forSuite suite: String) -> String {
     }
 }
 
-/// The liburcu result for the same suite, case and thread count.
+/// The liburcu reference's result (see `referenceImpl`) for the same suite,
+/// case and thread count.
 func referenceResult(for result: BenchResult, in results: [BenchResult]) -> BenchResult? {
-    results.first {
+    let reference = referenceImpl(forSuite: result.suite)
+    return results.first {
         $0.suite == result.suite && $0.benchCase == result.benchCase
-            && $0.threads == result.threads && $0.impl == referenceImpl(forSuite: result.suite)
+            && $0.threads == result.threads && $0.impl == reference
     }
 }

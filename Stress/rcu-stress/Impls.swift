@@ -271,11 +271,11 @@ enum FlavorName: String, CaseIterable {
 enum Domains {
     static let atomic = RCUDomain(configuration: .init(allowsRseq: false))
     static let fence = RCUDomain(configuration: .init(allowsMembarrier: false))
-    static var broken: RCUDomain {
+    static let broken: RCUDomain = {
         var configuration = RCUDomain.Configuration()
         configuration._skipsGracePeriods = true
         return RCUDomain(configuration: configuration)
-    }
+    }()
 
     static func impl(for flavor: FlavorName) -> RCUImpl? {
         switch flavor {

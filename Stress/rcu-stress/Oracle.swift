@@ -7,7 +7,7 @@ import Glibc
 enum OracleWorkload: String, CaseIterable {
     case hashmap, list
     /// The workloads built so far.
-    static let available: [OracleWorkload] = [.hashmap]
+    static let available: [OracleWorkload] = [.hashmap, .list]
 }
 
 struct OracleOptions {

@@ -15,7 +15,7 @@ import Synchronization
 enum Workload: String, CaseIterable {
     case pointer, snapshot, hashmap, list
     /// The workloads built so far; the others are reserved by the contract.
-    static let available: [Workload] = [.pointer, .snapshot, .hashmap]
+    static let available: [Workload] = [.pointer, .snapshot, .hashmap, .list]
 }
 
 enum GracePeriodMode: String, CaseIterable {

@@ -40,26 +40,33 @@ func runTour(quick: Bool) -> Int32 {
         }
     }
     // The snapshot workload (RCUSnapshot / liburcu's cell), reclaiming by
-    // retire, and the pointer workload with mixed grace-period modes.
-    for flavor in FlavorName.allCases where flavor != .broken {
-        for (workload, mode) in [(Workload.snapshot, GracePeriodMode.retire), (.pointer, .mixed)] {
+    // retire, the pointer workload with mixed grace-period modes, and the
+    // containers (RCUHashMap / cds_lfht, RCUList / cds_list_rcu), whose
+    // canary runs must be caught too.
+    for flavor in FlavorName.allCases {
+        for (workload, mode) in [(Workload.snapshot, GracePeriodMode.retire), (.pointer, .mixed),
+                                 (.hashmap, .sync), (.list, .sync)] {
             if interruptRequested.load(ordering: .relaxed) { break }
+            if flavor == .broken && (workload == .snapshot || workload == .pointer) { continue }
             var options = TortureOptions()
             options.flavor = flavor
             options.workload = workload
             options.gracePeriodMode = mode
             options.duration = quick ? 1 : 2
+            options.stopOnViolation = flavor == .broken
             options.showsProgress = false
             if stderrIsTerminal { writeStandardError("\r\u{1B}[Ktorture \(flavor.rawValue), \(workload.rawValue), --gp \(mode.rawValue)...") }
             let result = runTorture(options)
             results.append(result)
-            if result.violations > 0 || result.leaked > 0 {
+            if flavor == .broken {
+                if result.violations == 0 { problems.append("canary not caught (\(workload.rawValue)): the harness cannot fail") }
+            } else if result.violations > 0 || result.leaked > 0 {
                 problems.append("\(flavor.rawValue) (\(workload.rawValue), --gp \(mode.rawValue)): \(result.violations) violations, \(result.leaked) leaked")
             }
         }
     }
     if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
-    print("\ntorture (\(Int(tortureSeconds)) s per correct pointer run, broken stops at its first violation; snapshot and mixed-mode runs \(quick ? 1 : 2) s):")
+    print("\ntorture (\(Int(tortureSeconds)) s per correct pointer run, broken stops at its first violation; snapshot, mixed-mode, hashmap and list runs \(quick ? 1 : 2) s):")
     print(tortureTable(results))
 
     if !interruptRequested.load(ordering: .relaxed) {
