@@ -483,6 +483,8 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// (barrier, backpressure, a poll or async request) kicks it awake, and
     /// a large backlog skips the pause.
     private func pace(_ domain: RCUDomain) {
+        // The canary domain frees as fast as it can: that is its point.
+        if domain._skipsGracePeriods { return }
         let seen = rcu_shim_word_load(kickWord)
         let urgent = requests.withLock { !$0.sequenceWaiters.isEmpty || $0.gracePeriodTarget > domain._completedSequence() }
         if urgent || pending(domain) >= maxPending / 4 { return }
