@@ -33,6 +33,10 @@ expect_usage_error bench --suite everything
 expect_usage_error bench --threads 0
 expect_usage_error bench --rounds x
 expect_usage_error bench --unknown 1
+expect_usage_error oracle
+expect_usage_error oracle --workload pointer
+expect_usage_error oracle --workload hashmap --ops 0
+expect_usage_error oracle --workload list --seed -1
 
 json="$("$bin" torture --flavor broken --duration 2 --json)"
 if [[ "$json" == \{*\} ]] && [[ "$json" =~ \"violations\":[1-9] ]]; then
@@ -40,6 +44,20 @@ if [[ "$json" == \{*\} ]] && [[ "$json" =~ \"violations\":[1-9] ]]; then
 else
     echo "FAIL: broken flavor not caught or not one JSON object: $json"; failures=$((failures + 1))
 fi
+
+for workload in hashmap list; do
+    json="$("$bin" torture --workload "$workload" --flavor broken --duration 2 --json)"
+    if [[ "$json" == \{*\} ]] && [[ "$json" =~ \"violations\":[1-9] ]]; then
+        echo "ok: torture --workload $workload --flavor broken reports violations"
+    else
+        echo "FAIL: broken flavor not caught on $workload: $json"; failures=$((failures + 1))
+    fi
+    if "$bin" oracle --workload "$workload" --seed 7 --ops 100000 >/dev/null; then
+        echo "ok: oracle --workload $workload --seed 7 --ops 100000: no mismatch"
+    else
+        echo "FAIL: oracle --workload $workload reported a mismatch"; failures=$((failures + 1))
+    fi
+done
 
 out="$(mktemp)"
 "$bin" torture --flavor rcu --duration 60 --faults signals >"$out" 2>/dev/null &
@@ -53,5 +71,5 @@ else
     echo "FAIL: SIGINT run exited $status: $(cat "$out")"; failures=$((failures + 1))
 fi
 rm -f "$out"
-echo "$(( 16 - failures )) passed, $failures failed"
+echo "$(( 24 - failures )) passed, $failures failed"
 [ "$failures" -eq 0 ]
