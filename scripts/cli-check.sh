@@ -57,6 +57,15 @@ for workload in hashmap list; do
     else
         echo "FAIL: oracle --workload $workload reported a mismatch"; failures=$((failures + 1))
     fi
+    set +e
+    diverged="$(RCU_STRESS_ORACLE_DIVERGE_AT=5000 "$bin" oracle --workload "$workload" --seed 7 --ops 100000 2>&1)"
+    status=$?
+    set -e
+    if [ "$status" -eq 1 ] && [[ "$diverged" == *ismatch* ]]; then
+        echo "ok: oracle --workload $workload catches an injected divergence: $(echo "$diverged" | grep -i mismatch | head -1 | cut -c1-120)"
+    else
+        echo "FAIL: oracle --workload $workload missed an injected divergence (exit $status)"; failures=$((failures + 1))
+    fi
 done
 
 out="$(mktemp)"
@@ -71,5 +80,5 @@ else
     echo "FAIL: SIGINT run exited $status: $(cat "$out")"; failures=$((failures + 1))
 fi
 rm -f "$out"
-echo "$(( 24 - failures )) passed, $failures failed"
+echo "$(( 26 - failures )) passed, $failures failed"
 [ "$failures" -eq 0 ]

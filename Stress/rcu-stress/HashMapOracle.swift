@@ -78,7 +78,8 @@ func runHashMapOracle(_ options: OracleOptions) -> Int32 {
         var operation: String
         var ours: String
         var theirs: String
-        if step % 250_000 == 249_999 {
+        if step == oracleDivergeAt { map[key] = -1 }  // test hook: RCUHashMap only
+        if step % 250_000 == 125_000 {
             operation = "removeAll()"
             let before = map.count
             map.removeAll()

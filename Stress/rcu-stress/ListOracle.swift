@@ -236,6 +236,9 @@ func runListOracle(_ options: OracleOptions) -> Int32 {
     var completed = 0
     for index in 0..<options.operations {
         if interruptRequested.load(ordering: .relaxed) { break }
+        if index == oracleDivergeAt {  // test hook: RCUList only
+            oracle.swiftList.append(ListElement(id: -1, pool: oracle.pool))
+        }
         var (op, mismatch) = oracle.step(&random)
         if mismatch == nil && index % 64 == 63, let difference = oracle.compareContents() {
             op += " (then a full comparison)"

@@ -26,3 +26,10 @@ func runOracle(_ options: OracleOptions) -> Int32 {
     case .list: return runListOracle(options)
     }
 }
+
+/// Test hook for the oracle itself: when the environment names an operation
+/// index in RCU_STRESS_ORACLE_DIVERGE_AT, the oracle changes only this
+/// library's container there, and must then report a mismatch
+/// (scripts/cli-check.sh checks that it does: an oracle that cannot fail
+/// proves nothing).
+let oracleDivergeAt: Int? = getenv("RCU_STRESS_ORACLE_DIVERGE_AT").flatMap { Int(String(cString: $0)) }

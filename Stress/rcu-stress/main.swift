@@ -36,6 +36,9 @@ case .torture(let options):
         print("rcu-stress torture: \(Machine.current.summary)")
         print(tortureTable([result]))
         print("age histogram (0..\(ageBuckets - 1)+): \(result.ageHistogram.map(String.init).joined(separator: " "))")
+        if !result.details.isEmpty {
+            print(result.details.map { "\(String($0.0.map { $0 == "_" ? " " : $0 })) \($0.1)" }.joined(separator: ", "))
+        }
         if result.interrupted { print("interrupted: partial results") }
     }
     // Exit 0 for the expected outcome: a clean run of a correct flavor, or a
