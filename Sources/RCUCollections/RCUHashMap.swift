@@ -61,7 +61,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
     /// The smallest bucket count the map shrinks to.
     private let _minimumBuckets: Int
     /// Per-CPU entry counts (padded); their sum is the count.
-    private let _counters: _StripedCounter
+    @usableFromInline internal let _counters: _StripedCounter
 
     /// Creates an empty map.
     ///
@@ -353,7 +353,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
     }
 
     /// Inserts or replaces `node` (a fresh, unpublished entry).
-    @usableFromInline
+    @inlinable
     internal func _write(_ node: _Node, _ kind: _WriteKind) -> _Outcome {
         let newBits = Unmanaged.passRetained(node).toOpaqueBits()  // +1 owned by the table once linked
         var retiredBits: UInt = 0
@@ -398,17 +398,17 @@ public final class RCUHashMap<Key: Hashable, Value> {
         }
         switch outcome {
         case .inserted:
-            if _counters.add(1, hint: domain._cpuSlotHint) || small { _resizeIfNeeded() }
+            if _counters.add(1, hint: _cpuSlot()) || small { _resizeIfNeeded() }
         case .replaced:
             // Outside the read section, so retire may apply backpressure.
-            domain._retireRetainedBits(retiredBits)
+            _retireBits(retiredBits)
         default:
             Unmanaged<_Node>.fromOpaqueBits(newBits).release()  // never published
         }
         return outcome
     }
 
-    @usableFromInline
+    @inlinable
     internal func _remove(_ key: Key, hash: Int) -> _Outcome {
         var retiredBits: UInt = 0
         var small = false
@@ -445,8 +445,8 @@ public final class RCUHashMap<Key: Hashable, Value> {
             }
         }
         if retiredBits != 0 {
-            domain._retireRetainedBits(retiredBits)
-            if _counters.add(-1, hint: domain._cpuSlotHint) || small { _resizeIfNeeded() }
+            _retireBits(retiredBits)
+            if _counters.add(-1, hint: _cpuSlot()) || small { _resizeIfNeeded() }
         }
         return outcome
     }
@@ -456,7 +456,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
     ///
     /// - Returns: the table, the bucket index and the head word as locked
     ///   (without the lock bit). Unlock by storing a head word without it.
-    @usableFromInline
+    @inlinable
     internal func _lockBucket(hash: Int) -> (Unmanaged<_Table>, Int, UInt) {
         var tableBits = _root.load(ordering: .acquiring)  // acquire: as (L1)
         var spins = 0
@@ -480,14 +480,35 @@ public final class RCUHashMap<Key: Hashable, Value> {
                 if locked { return (table, index, head) }
             }
             spins += 1
-            if spins < 128 { _rcuSpinHint() } else { sched_yield() }
+            _backOff(spins)
         }
+    }
+
+    // Out-of-line bridges to RCU's SPI (SPI cannot appear in inlinable code).
+
+    /// Retires an entry or table given as the bits of a +1 reference.
+    @usableFromInline
+    internal func _retireBits(_ bits: UInt) {
+        domain._retireRetainedBits(bits)
+    }
+
+    /// The caller's CPU slot, for the striped counters.
+    @usableFromInline
+    internal func _cpuSlot() -> Int {
+        domain._cpuSlotHint
+    }
+
+    /// Waits a little for a bucket lock: spin hints first, then yields.
+    @usableFromInline
+    internal func _backOff(_ spins: Int) {
+        if spins < 128 { _rcuSpinHint() } else { sched_yield() }
     }
 
     // MARK: - Resizing
 
     /// Grows or shrinks the table when the count has left its load range.
-    private func _resizeIfNeeded() {
+    @usableFromInline
+    internal func _resizeIfNeeded() {
         while true {
             let done: Bool? = _resizeLock.withLockIfAvailable { _ in
                 let current = Unmanaged<_Table>.fromOpaqueBits(_root.load(ordering: .acquiring))
@@ -565,7 +586,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
         _root.store(freshBits, ordering: .releasing)
         // The old table still serves readers that loaded it; its deinit
         // (after a grace period) releases the old entries.
-        domain._retireRetainedBits(oldBits)
+        _retireBits(oldBits)
         return entries
     }
 
@@ -580,7 +601,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
                 return head  // acquire (W0)
             }
             spins += 1
-            if spins < 128 { _rcuSpinHint() } else { sched_yield() }
+            _backOff(spins)
         }
     }
 
@@ -660,34 +681,46 @@ internal final class _RCUHashTable<Key: Hashable, Value> {
     }
 }
 
-/// Per-CPU signed counters on separate cache lines.
+/// Per-CPU signed counters on separate cache lines. Each stripe also keeps
+/// the value at which its writer last asked for a load-factor check.
+@usableFromInline
 internal final class _StripedCounter: @unchecked Sendable {
     // @unchecked Sendable: the storage is allocated once and only accessed
     // through atomics.
-    private static let stride = 128
-    private let base: UnsafeMutableRawPointer
-    private let stripes: Int
+    @inlinable static var stride: Int { 128 }
+    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let stripes: Int
 
     init(stripes: Int) {
         self.stripes = max(1, stripes)
         base = .allocate(byteCount: self.stripes * Self.stride, alignment: Self.stride)
         for index in 0..<self.stripes {
-            (base + index * Self.stride).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+            let stripe = (base + index * Self.stride).bindMemory(to: Atomic<Int>.self, capacity: 2)
+            stripe.initialize(to: Atomic(0))
+            (stripe + 1).initialize(to: Atomic(0))
         }
     }
 
     deinit { base.deallocate() }
 
-    private func counter(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+    /// The stripe's count; the next word holds its last checked value.
+    @inlinable
+    func counter(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
         (base + index * Self.stride).assumingMemoryBound(to: Atomic<Int>.self)
     }
 
     /// Adds `delta` to the stripe of CPU `hint`; returns whether the caller
-    /// should check the load factor (every 64 changes of a stripe).
-    @usableFromInline
+    /// should check the load factor: once the stripe has moved 64 away from
+    /// where it was last checked (a distance, not a multiple of 64, so a
+    /// writer oscillating around one value does not check on every call).
+    @inlinable
     func add(_ delta: Int, hint: Int) -> Bool {
-        let value = counter(hint % stripes).pointee.wrappingAdd(delta, ordering: .relaxed).newValue
-        return value & 63 == 0
+        let stripe = counter(hint % stripes)
+        let value = stripe.pointee.wrappingAdd(delta, ordering: .relaxed).newValue
+        let checked = (stripe + 1).pointee.load(ordering: .relaxed)
+        guard abs(value &- checked) >= 64 else { return false }
+        (stripe + 1).pointee.store(value, ordering: .relaxed)
+        return true
     }
 
     func add(_ delta: Int) {

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 import Synchronization
 
 /// The error ``RCUList`` writers throw when given a node handle whose node is
@@ -39,18 +44,18 @@ internal final class _RCUListNode<Element>: @unchecked Sendable {
     /// The predecessor's bits (0 when first), or `_removed` once the node left
     /// its list (object bits are 16-byte aligned, so 1 is never a node).
     /// Writers only.
-    @exclusivity(unchecked) internal var _prev: UInt
+    @exclusivity(unchecked) @usableFromInline internal var _prev: UInt
 
-    internal static var _removed: UInt { 1 }
+    @inlinable internal static var _removed: UInt { 1 }
 
-    internal init(_ element: Element, next: UInt, prev: UInt) {
+    @inlinable internal init(_ element: Element, next: UInt, prev: UInt) {
         _next = Atomic(next)
         self.element = element
         _prev = prev
     }
 
-    internal var _isLinked: Bool { _prev != Self._removed }
-    internal func _markRemoved() { _prev = Self._removed }
+    @inlinable internal var _isLinked: Bool { _prev != Self._removed }
+    @inlinable internal func _markRemoved() { _prev = Self._removed }
 }
 
 /// Holds the +1 references of a chain detached by ``RCUList/removeAll()`` and
@@ -123,9 +128,9 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
         @usableFromInline internal let _node: _RCUListNode<Element>
         /// The id of the list the node was created in (kept in the handle,
         /// not in every node).
-        internal let _owner: UInt64
+        @usableFromInline internal let _owner: UInt64
 
-        internal init(_node: _RCUListNode<Element>, owner: UInt64) {
+        @inlinable internal init(_node: _RCUListNode<Element>, owner: UInt64) {
             self._node = _node
             _owner = owner
         }
@@ -136,17 +141,18 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
         /// - Complexity: O(1).
         public var element: Element { _node.element }
 
-        internal var _bits: UInt { UInt(bitPattern: Unmanaged.passUnretained(_node).toOpaque()) }
+        @inlinable internal var _bits: UInt { UInt(bitPattern: Unmanaged.passUnretained(_node).toOpaque()) }
 
         public static func == (lhs: Node, rhs: Node) -> Bool { lhs._node === rhs._node }
         public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(_node)) }
     }
 
     /// Writer bookkeeping, under the lock.
-    internal struct _Writer {
+    @usableFromInline internal struct _Writer {
         /// The last node's bits (0 when empty).
-        var tail: UInt = 0
-        var count = 0
+        @usableFromInline var tail: UInt = 0
+        @usableFromInline var count = 0
+        @inlinable init() {}
     }
 
     /// The domain whose read sections protect traversals.
@@ -154,8 +160,9 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// The first node's bits (0 when empty). Written under the lock with
     /// release, read by traversals with acquire.
     @usableFromInline internal let _head = Atomic<UInt>(0)
-    internal let _writer = Mutex(_Writer())
-    internal let _id: UInt64
+    /// The writers' lock and the state it guards (see `_RCUWriterLock`).
+    @usableFromInline internal let _writer = _RCUWriterLock(_Writer())
+    @usableFromInline internal let _id: UInt64
 
     /// Creates an empty list whose traversals run in read sections of
     /// `domain`.
@@ -296,6 +303,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// - Complexity: O(1): one allocation, the writers' lock, one release
     ///   store.
     @discardableResult
+    @inlinable
     public func append(_ element: Element) -> Node {
         _writer.withLock { writer in _insert(element, afterBits: writer.tail, &writer) }
     }
@@ -305,6 +313,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// - Returns: a handle to the new node (discardable).
     /// - Complexity: O(1).
     @discardableResult
+    @inlinable
     public func prepend(_ element: Element) -> Node {
         _writer.withLock { writer in _insert(element, afterBits: 0, &writer) }
     }
@@ -317,6 +326,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// - Complexity: O(1).
     /// - Warning: A handle of another list stops the process with a message.
     @discardableResult
+    @inlinable
     public func insert(_ element: Element, after node: Node) throws(RCUListError) -> Node {
         try _writer.withLock { (writer) throws(RCUListError) -> Node in
             try _check(node)
@@ -332,6 +342,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// - Complexity: O(1).
     /// - Warning: A handle of another list stops the process with a message.
     @discardableResult
+    @inlinable
     public func insert(_ element: Element, before node: Node) throws(RCUListError) -> Node {
         try _writer.withLock { (writer) throws(RCUListError) -> Node in
             try _check(node)
@@ -351,6 +362,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     ///   ``RCUDomain/retire(_:)``.
     /// - Warning: A handle of another list stops the process with a message.
     @discardableResult
+    @inlinable
     public func remove(_ node: Node) throws(RCUListError) -> Element {
         let removed = try _writer.withLock { (writer) throws(RCUListError) -> _RCUListNode<Element> in
             try _check(node)
@@ -371,6 +383,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// - Complexity: O(1).
     /// - Warning: A handle of another list stops the process with a message.
     @discardableResult
+    @inlinable
     public func replace(_ node: Node, with element: Element) throws(RCUListError) -> Node {
         let (fresh, old) = try _writer.withLock { (writer) throws(RCUListError) -> (Node, _RCUListNode<Element>) in
             try _check(node)
@@ -426,6 +439,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     ///
     /// - Complexity: O(1).
     @discardableResult
+    @inlinable
     public func popFirst() -> Element? {
         let removed = _writer.withLock { writer -> _RCUListNode<Element>? in
             let first = _head.load(ordering: .relaxed)  // relaxed: writers are ordered by the lock
@@ -496,13 +510,13 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
 
     /// The node behind bits the list holds (a strong reference for the
     /// writer's use; the list keeps its own).
-    @inline(__always)
+    @inlinable @inline(__always)
     internal static func _node(_ bits: UInt) -> _RCUListNode<Element> {
         Unmanaged<_RCUListNode<Element>>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!).takeUnretainedValue()
     }
 
     /// Stores `bits` as the successor of `predecessor` (0: the head).
-    @inline(__always)
+    @inlinable @inline(__always)
     internal func _storeNext(of predecessor: UInt, _ bits: UInt) {
         // release: publishes the fields of the node `bits` names (initialised
         // before this store, or published by an earlier release store that
@@ -516,17 +530,20 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     }
 
     /// Rejects a handle that is not in this list.
+    @inlinable
     internal func _check(_ node: Node) throws(RCUListError) {
         if _slowPath(node._owner != _id) { _foreignNode() }
         guard node._node._isLinked else { throw .nodeRemoved }
     }
 
+    @usableFromInline
     internal func _foreignNode() -> Never {
         fatalError("swift-rcu: RCUList was given a node handle of another RCUList")
     }
 
     /// Links a new node holding `element` after `predecessor` (0: at the
     /// front).
+    @inlinable
     internal func _insert(_ element: Element, afterBits predecessor: UInt, _ writer: inout _Writer) -> Node {
         // relaxed: writers are ordered by the lock.
         let successor = predecessor == 0
@@ -543,6 +560,7 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// Unlinks the node `bits` and returns it, holding the list's former +1
     /// (for the caller to retire). Its `_next` is left as it was, so readers
     /// standing on it continue.
+    @inlinable
     internal func _unlink(_ bits: UInt, _ writer: inout _Writer) -> _RCUListNode<Element> {
         let node = Unmanaged<_RCUListNode<Element>>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
             .takeRetainedValue()
@@ -562,3 +580,41 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
 extension RCUList.View: Sendable {}
 @available(*, unavailable)
 extension RCUList.Iterator: Sendable {}
+
+/// The writers' lock of a container: a default (non-PI) pthread mutex and
+/// the state it guards.
+///
+/// Not `Synchronization.Mutex`: on Linux that is a priority-inheritance futex
+/// whose every lock asks the kernel for the thread id (a `gettid` system call
+/// in the uncontended path, seen in the emitted code of `popFirst`), which
+/// doubled the cost of a list writer. glibc's default mutex locks with one
+/// compare-and-swap.
+@usableFromInline
+internal final class _RCUWriterLock<State>: @unchecked Sendable {
+    // @unchecked Sendable: `state` is only accessed between lock and unlock.
+    @usableFromInline internal let _mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline @exclusivity(unchecked) internal var _state: State
+
+    @usableFromInline
+    internal init(_ state: State) {
+        _state = state
+        _mutex = .allocate(capacity: 1)
+        _mutex.initialize(to: pthread_mutex_t())
+        let status = pthread_mutex_init(_mutex, nil)
+        precondition(status == 0, "swift-rcu: pthread_mutex_init failed (\(status))")
+    }
+
+    deinit {
+        pthread_mutex_destroy(_mutex)
+        _mutex.deinitialize(count: 1)
+        _mutex.deallocate()
+    }
+
+    /// Runs `body` with exclusive access to the state.
+    @inlinable
+    internal func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {
+        pthread_mutex_lock(_mutex)
+        defer { pthread_mutex_unlock(_mutex) }
+        return try body(&_state)
+    }
+}

@@ -16,7 +16,9 @@ import RCUCollections
 import Synchronization
 
 let hashStableKeys = 512
-let hashChurnKeys = 4096
+/// Enough churned keys that the fill and drain phases move the table
+/// between about 8k and 64k buckets, so resizes run under the readers.
+let hashChurnKeys = 1 << 16
 
 /// A map value: its key and a lease, stored inline so a reader checks them
 /// without touching (or reference counting) another object; the owner
@@ -60,6 +62,8 @@ protocol TortureHashMap: Sendable {
     func traverse(_ visit: (Int, Bool) -> Void)
     var count: Int { get }
     var pool: LeasePool { get }
+    /// The table size, where the map reports one (RCUHashMap).
+    var bucketCount: Int? { get }
     /// Removes everything and waits until every removed value is freed.
     func drain()
     var gracePeriods: Int { get }
@@ -84,6 +88,7 @@ struct LibraryTortureMap: TortureHashMap {
         map.forEach { key, value in visit(key, pool.isLive(value.lease) && value.key == key) }
     }
     var count: Int { map.count }
+    var bucketCount: Int? { map.bucketCount }
     func drain() {
         map.removeAll()
         map.domain.barrier()
@@ -151,6 +156,7 @@ final class LiburcuTortureMap: TortureHashMap, @unchecked Sendable {
         }
     }
     var count: Int { clu_ht_count(table) }
+    var bucketCount: Int? { nil }
     func drain() {
         _ = clu_ht_remove_all(table)
         clu_barrier()
@@ -181,6 +187,8 @@ final class HashTortureCounters: Sendable {
     let traversals = Atomic<Int>(0)
     let inserted = Atomic<Int>(0)
     let removed = Atomic<Int>(0)
+    let smallestTable = Atomic<Int>(Int.max)
+    let largestTable = Atomic<Int>(0)
 }
 
 struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
@@ -269,15 +277,19 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
 
     func updateOnce() {
         var random = StressRandom()
+        // Phases of 256k updates: filling (60% inserts, 30% removes) and
+        // draining (10% and 80%), so the table grows and shrinks.
+        let filling = (counters.updates.load(ordering: .relaxed) >> 18) & 1 == 0
+        let (upserts, uniques) = filling ? (35, 60) : (5, 10)
         for _ in 0..<64 {
             let value = random.next()
             let key = hashStableKeys + Int((value >> 8) % UInt64(hashChurnKeys))
-            switch value % 100 {
-            case 0..<35:
+            switch Int(value % 100) {
+            case 0..<upserts:
                 if !map.upsert(key) { hashCounters.inserted.add(1, ordering: .relaxed) }
-            case 35..<55:
+            case upserts..<uniques:
                 if map.insertUnique(key) { hashCounters.inserted.add(1, ordering: .relaxed) }
-            case 55..<90:
+            case uniques..<90:
                 if map.remove(key) { hashCounters.removed.add(1, ordering: .relaxed) }
             default:
                 // Replace a stable key's value: never absent.
@@ -289,6 +301,10 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
         }
         counters.updates.add(64, ordering: .relaxed)
         counters.gracePeriods.store(map.gracePeriods - startGracePeriods, ordering: .relaxed)
+        if let buckets = map.bucketCount {
+            hashCounters.smallestTable.min(buckets, ordering: .relaxed)
+            hashCounters.largestTable.max(buckets, ordering: .relaxed)
+        }
     }
 
     func finish() -> Int {
@@ -328,6 +344,12 @@ extension TortureRun {
             ("poisoned", hashCounters.poisoned.load(ordering: .relaxed)),
             ("traversals", hashCounters.traversals.load(ordering: .relaxed)),
         ]
+        if impl is RCUImpl {
+            result.details += [
+                ("buckets_min", hashCounters.smallestTable.load(ordering: .relaxed)),
+                ("buckets_max", hashCounters.largestTable.load(ordering: .relaxed)),
+            ]
+        }
         return result
     }
 }
