@@ -11,6 +11,10 @@ internal struct _GracePeriodCounters {
     var busyScans: UInt64 = 0
     /// Times a grace period slept waiting for readers.
     var sleeps: UInt64 = 0
+    /// Per-slot balances of each index when it was last found drained: a
+    /// stall report names the slots that moved since (sections that ended
+    /// on another CPU leave permanent per-slot differences).
+    var baseline: [[Int64]] = [[], []]
 }
 
 extension RCUDomain {
@@ -34,18 +38,27 @@ extension RCUDomain {
     ///   message; release builds hang.
     public func synchronize() {
         _assertNotReading("synchronize()")
-        _waitForSequence(_snapshotState()._sequence)
+        _waitForSequence(_snapshotState()._sequence, countsCall: true)
     }
 
     /// Runs grace periods until the sequence reaches `target`, or returns when
     /// another caller's grace periods already did. (P) was issued by the
-    /// caller's snapshot.
-    internal func _waitForSequence(_ target: UInt64) {
-        _gpLock.withLock { counters in
+    /// caller's snapshot. `countsCall`: a user's synchronize, for statistics.
+    internal func _waitForSequence(_ target: UInt64, countsCall: Bool = false) {
+        let ranOwn = _gpLock.withLock { counters -> Bool in
             // The sequence only advances under this lock, so a follower that
             // waited here while a leader ran finds its target already reached.
+            var ranOwn = false
             while _gpSequence.load(ordering: .relaxed) < target {
                 _runGracePeriod(&counters)
+                ranOwn = true
+            }
+            return ranOwn
+        }
+        if countsCall {
+            _statistics.withLock { stats in
+                stats.synchronizeCalls &+= 1
+                if !ranOwn { stats.sharedCalls &+= 1 }
             }
         }
     }
@@ -71,6 +84,14 @@ extension RCUDomain {
             return
         }
         _gpSequence.store(sequence &+ 1, ordering: .relaxed)  // started; (A) orders it
+        let started = _monotonicNanoseconds()
+        _gpStartedAt.store(started, ordering: .relaxed)
+        var stall = _StallClock(started: started, timeout: _stallTimeoutNanoseconds)
+        defer {
+            let finished = _monotonicNanoseconds()
+            _gpStartedAt.store(0, ordering: .relaxed)
+            _statistics.withLock { $0.latency.record(finished &- started) }
+        }
 
         // (A) pairs with every reader's compiler barrier (B) after its lock
         // increment: once it returns, each reader either has its lock count
@@ -83,6 +104,8 @@ extension RCUDomain {
         // in back-to-back short sections is usually found between two.
         if _bothIndicesBalanced(attempts: Self._fastPathScans) {
             counters.fastPaths &+= 1
+            _recordBaseline(0, &counters)
+            _recordBaseline(1, &counters)
         } else {
             counters.flips &+= 1
             let current = rcu_shim_load_period(_state)
@@ -90,7 +113,7 @@ extension RCUDomain {
             // Phase 1: readers that loaded the period before the previous flip
             // but counted themselves afterwards (the atomic path may stall
             // between the two) still hold the inactive index.
-            _waitUntilDrained(1 - active, &counters)
+            _waitUntilDrained(1 - active, &counters, &stall)
             // (F) flip: new readers count under the other index. Release,
             // paired with the readers' period load.
             rcu_shim_store_period(_state, current &+ 1)
@@ -99,7 +122,7 @@ extension RCUDomain {
             // after this returns.
             _heavyFence()
             // Phase 2: wait for the readers of the old index.
-            _waitUntilDrained(active, &counters)
+            _waitUntilDrained(active, &counters, &stall)
         }
         // (E) ends the grace period. Release: a poller that reads it with
         // acquire is ordered after the scans, which acquired each reader's
@@ -137,7 +160,8 @@ extension RCUDomain {
     /// that sees the word set wakes it. Sleeping frees the CPU, which matters
     /// most when readers outnumber CPUs and the reader we wait for is
     /// preempted inside its section.
-    private func _waitUntilDrained(_ index: Int, _ counters: inout _GracePeriodCounters) {
+    private func _waitUntilDrained(_ index: Int, _ counters: inout _GracePeriodCounters, _ stall: inout _StallClock) {
+        defer { _recordBaseline(index, &counters) }
         for _ in 0..<Self._spinningScans {
             if _isDrained(index) { return }
             counters.busyScans &+= 1
@@ -157,6 +181,19 @@ extension RCUDomain {
             }
             counters.sleeps &+= 1
             rcu_shim_wait_for_readers(_state, _usesFences ? 1_000_000 : 50_000_000)
+            _checkStall(index: index, baseline: counters.baseline[index], &stall)
+        }
+    }
+
+    /// Remembers each slot's balance of a drained `index`, for stall
+    /// reports (only when they are enabled).
+    private func _recordBaseline(_ index: Int, _ counters: inout _GracePeriodCounters) {
+        guard _stallTimeoutNanoseconds > 0 else { return }
+        if counters.baseline[index].count != _slotCount {
+            counters.baseline[index] = Array(repeating: 0, count: _slotCount)
+        }
+        for slot in 0..<_slotCount {
+            counters.baseline[index][slot] = rcu_shim_slot_balance(_state, UInt32(slot), index)
         }
     }
 

@@ -57,6 +57,13 @@ public final class RCUDomain: @unchecked Sendable {
     /// grace period. See `GracePeriod.swift`.
     internal let _gpSequence = Atomic<UInt64>(0)
     internal let _gpLock = Mutex<_GracePeriodCounters>(_GracePeriodCounters())
+    /// When the running grace period started (monotonic ns), 0 when none runs.
+    internal let _gpStartedAt = Atomic<UInt64>(0)
+    /// Statistics counts (Diagnostics.swift), outside `_gpLock`.
+    internal let _statistics = Mutex<_DomainStatistics>(_DomainStatistics())
+    /// Stall reports: the threshold (0 = off) and the handler.
+    internal let _stallTimeoutNanoseconds: UInt64
+    internal let _stallHandler = Mutex<@Sendable (RCUStallReport) -> Void>(RCUDomain.defaultStallHandler)
     /// Deferred reclamation: queues, worker, memory bound.
     internal let _reclaimer: _Reclaimer
 
@@ -139,6 +146,12 @@ public final class RCUDomain: @unchecked Sendable {
         _membarrierRestartsRseq = usesMembarrier && restartsRseq
         _inlineFastPath = usesRseq && usesMembarrier
         _skipsGracePeriods = configuration._skipsGracePeriods
+        if let timeout = configuration.stallTimeout, timeout > .zero {
+            let (seconds, attoseconds) = timeout.components
+            _stallTimeoutNanoseconds = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        } else {
+            _stallTimeoutNanoseconds = 0
+        }
         _reclaimer = _Reclaimer(shardCount: Int(slots), maxPending: max(1, configuration.maxPendingCallbacks))
         _id = Self._nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         mode = RCUMode(counters: usesRseq ? .rseq : .atomic, ordering: usesMembarrier ? .membarrier : .fence)

@@ -73,6 +73,11 @@ extension RCUDomain {
         /// be overshot by up to 256 items per CPU.
         public var maxPendingCallbacks: Int = 1 << 20
 
+        /// How long a grace period may wait for readers before it reports a
+        /// stall to ``RCUDomain/stallHandler`` (and again after each further
+        /// `stallTimeout`). Default 10 seconds; `nil` turns reports off.
+        public var stallTimeout: Duration? = .seconds(10)
+
         /// A test-only canary: `synchronize()` returns without waiting for
         /// readers. It exists to prove that torture tests can fail.
         ///

@@ -58,8 +58,9 @@ public final class RCUHashMap<Key: Hashable, Value> {
     @usableFromInline internal let _root: Atomic<UInt>
     /// Serialises resizes and `removeAll`.
     private let _resizeLock = Mutex<Void>(())
-    /// The smallest bucket count the map shrinks to.
-    private let _minimumBuckets: Int
+    /// The smallest bucket count the map shrinks to (raised by
+    /// `reserveCapacity`).
+    private let _minimumBuckets: Atomic<Int>
     /// Per-CPU entry counts (padded); their sum is the count.
     @usableFromInline internal let _counters: _StripedCounter
 
@@ -73,8 +74,9 @@ public final class RCUHashMap<Key: Hashable, Value> {
     public init(minimumCapacity: Int = 0, domain: RCUDomain = .shared) {
         precondition(minimumCapacity >= 0, "RCUHashMap: minimumCapacity must not be negative (got \(minimumCapacity))")
         self.domain = domain
-        _minimumBuckets = Self._bucketCount(for: minimumCapacity, minimum: 16)
-        _root = Atomic(Unmanaged.passRetained(_Table(bucketCount: _minimumBuckets)).toOpaqueBits())
+        let minimumBuckets = Self._bucketCount(for: minimumCapacity, minimum: 16)
+        _minimumBuckets = Atomic(minimumBuckets)
+        _root = Atomic(Unmanaged.passRetained(_Table(bucketCount: minimumBuckets)).toOpaqueBits())
         _counters = _StripedCounter(stripes: domain._cpuSlotCount)
     }
 
@@ -223,23 +225,28 @@ public final class RCUHashMap<Key: Hashable, Value> {
     /// - Complexity: O(entries + buckets); the entries are freed on the
     ///   domain's worker after a grace period. Waits for any resize.
     public func removeAll() {
-        _resizeLock.withLock { _ in
-            let fresh = _Table(bucketCount: _minimumBuckets)
-            let removed = _migrate(to: fresh, copying: false)
+        let old = _resizeLock.withLock { _ -> UInt in
+            let fresh = _Table(bucketCount: _minimumBuckets.load(ordering: .relaxed))
+            let (removed, old) = _migrate(to: fresh, copying: false)
             _counters.add(-removed)
+            return old
         }
+        _retireBits(old)
     }
 
-    /// Makes room for `capacity` entries without further growth.
+    /// Makes room for `capacity` entries without further growth; the map
+    /// no longer shrinks below that size.
     ///
     /// - Complexity: O(entries + buckets) when it resizes.
     public func reserveCapacity(_ capacity: Int) {
-        let buckets = Self._bucketCount(for: capacity, minimum: _minimumBuckets)
-        _resizeLock.withLock { _ in
+        let old = _resizeLock.withLock { _ -> UInt in
+            let buckets = Self._bucketCount(for: capacity, minimum: _minimumBuckets.load(ordering: .relaxed))
+            _minimumBuckets.store(buckets, ordering: .relaxed)
             let current = Unmanaged<_Table>.fromOpaqueBits(_root.load(ordering: .acquiring))
             let size = current._withUnsafeGuaranteedRef { $0.mask + 1 }
-            if buckets > size { _ = _migrate(to: _Table(bucketCount: buckets), copying: true) }
+            return buckets > size ? _migrate(to: _Table(bucketCount: buckets), copying: true).old : 0
         }
+        if old != 0 { _retireBits(old) }
     }
 
     // MARK: - Counting and iteration
@@ -292,8 +299,14 @@ public final class RCUHashMap<Key: Hashable, Value> {
     }
 
     /// Visits the entries of `table`'s `bucket` whose hash maps to
-    /// `filterIndex` under `filterMask` (the bucket of the table the
-    /// iteration started in), following moved buckets into later tables.
+    /// `filterIndex` under `filterMask`, following moved buckets into later
+    /// tables.
+    ///
+    /// Every key wanted here follows exactly one path: in each table it lives
+    /// in bucket `hash & mask`. Growing fans a bucket out; only the targets
+    /// that can hold wanted keys are followed, and the filter is refined to
+    /// the target's bucket, so a later shrink that folds those targets back
+    /// together cannot bring a key in through two branches.
     private func _visit(_ table: Unmanaged<_Table>, bucket: Int, filterMask: Int, filterIndex: Int,
                         _ body: (Key, Value) throws -> Void) rethrows {
         // Acquire: as (L2) and (L3) in _lookup.
@@ -309,7 +322,13 @@ public final class RCUHashMap<Key: Hashable, Value> {
                 // partners `bucket + k * (mask + 1)`.
                 var target = bucket
                 while target <= nextMask {
-                    try _visit(next, bucket: target, filterMask: filterMask, filterIndex: filterIndex, body)
+                    if nextMask >= filterMask {
+                        if target & filterMask == filterIndex {
+                            try _visit(next, bucket: target, filterMask: nextMask, filterIndex: target, body)
+                        }
+                    } else if target == filterIndex & nextMask {
+                        try _visit(next, bucket: target, filterMask: filterMask, filterIndex: filterIndex, body)
+                    }
                     target += mask + 1
                 }
             } else {
@@ -510,32 +529,38 @@ public final class RCUHashMap<Key: Hashable, Value> {
     @usableFromInline
     internal func _resizeIfNeeded() {
         while true {
-            let done: Bool? = _resizeLock.withLockIfAvailable { _ in
+            let old: UInt? = _resizeLock.withLockIfAvailable { _ -> UInt in
                 let current = Unmanaged<_Table>.fromOpaqueBits(_root.load(ordering: .acquiring))
                 let size = current._withUnsafeGuaranteedRef { $0.mask + 1 }
                 let count = _counters.sum()
+                let minimum = _minimumBuckets.load(ordering: .relaxed)
                 let target: Int
                 if count > size {
-                    target = Self._bucketCount(for: count, minimum: _minimumBuckets)
-                } else if count < size / 8 && size > _minimumBuckets {
-                    target = Self._bucketCount(for: count * 2, minimum: _minimumBuckets)
+                    target = Self._bucketCount(for: count, minimum: minimum)
+                } else if count < size / 8 && size > minimum {
+                    target = Self._bucketCount(for: count * 2, minimum: minimum)
                 } else {
-                    return true
+                    return 0
                 }
-                _ = _migrate(to: _Table(bucketCount: target), copying: true)
-                return false
+                return _migrate(to: _Table(bucketCount: target), copying: true).old
             }
             // Busy: the resize in progress re-checks when it finishes.
-            guard let done, !done else { return }
+            guard let old, old != 0 else { return }
+            // Retired outside the lock: retire may wait on the memory bound,
+            // and a thread blocked on the lock may be inside a read section.
+            _retireBits(old)
         }
     }
 
     /// Moves every bucket of the current table into `fresh` (copying its
-    /// entries, or dropping them for `removeAll`), publishes `fresh` and
-    /// retires the old table with its entries. Call with `_resizeLock` held.
+    /// entries, or dropping them for `removeAll`) and publishes `fresh`.
+    /// Call with `_resizeLock` held.
     ///
-    /// - Returns: the number of entries in the old table.
-    private func _migrate(to fresh: _Table, copying: Bool) -> Int {
+    /// - Returns: the number of entries in the old table, and the old table's
+    ///   bits (its root reference) for the caller to retire once it has
+    ///   released the lock; the old table's deinit, after a grace period,
+    ///   releases the old entries.
+    private func _migrate(to fresh: _Table, copying: Bool) -> (entries: Int, old: UInt) {
         let oldBits = _root.load(ordering: .acquiring)
         let old = Unmanaged<_Table>.fromOpaqueBits(oldBits)
         let freshBits = Unmanaged.passRetained(fresh).toOpaqueBits()  // root's reference, once published
@@ -584,10 +609,8 @@ public final class RCUHashMap<Key: Hashable, Value> {
         }
         // Release (R3): publishes `fresh` as the root; pairs with (L1).
         _root.store(freshBits, ordering: .releasing)
-        // The old table still serves readers that loaded it; its deinit
-        // (after a grace period) releases the old entries.
-        _retireBits(oldBits)
-        return entries
+        // The old table still serves readers that loaded it.
+        return (entries, oldBits)
     }
 
     /// Locks an old-table bucket for migration; returns its head word.
@@ -657,8 +680,10 @@ internal final class _RCUHashNode<Key: Hashable, Value> {
 internal final class _RCUHashTable<Key: Hashable, Value> {
     @usableFromInline let mask: Int
     @usableFromInline let buckets: UnsafeMutablePointer<Atomic<UInt>>
-    /// Bits of the table a resize moves entries to (unowned: the root or the
-    /// resizer owns it, and it outlives this one).
+    /// Bits of the table a resize moves entries to (unowned: the resizer,
+    /// then the root, owns it; a reader that reaches it through this link
+    /// loaded the root before it was replaced, so its read section keeps it
+    /// alive. Nothing follows the link after a grace period.)
     @usableFromInline let next = Atomic<UInt>(0)
 
     init(bucketCount: Int) {

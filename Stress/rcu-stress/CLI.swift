@@ -13,6 +13,7 @@ enum Command {
     case torture(TortureOptions)
     case storm(StormOptions)
     case oracle(OracleOptions)
+    case stall(StallOptions)
     case help
 }
 
@@ -24,6 +25,7 @@ let usageText = """
                             [--json] [--svg FILE]
            rcu-stress storm [--duration SECONDS] [--stall SECONDS] [--bound N] [--retirers N] [--json]
            rcu-stress oracle --workload W [--seed N] [--ops N] [--readers N] [--json]
+           rcu-stress stall [--seconds SECONDS] [--timeout SECONDS] [--json]
            rcu-stress help
 
       flavors F: \(FlavorName.allCases.map(\.rawValue).joined(separator: ", ")) (default rcu)
@@ -44,6 +46,9 @@ let usageText = """
                   and to liburcu's (workloads: \(OracleWorkload.available.map(\.rawValue).joined(separator: ", "))),
                   with concurrent readers; exit 1 at the first result that differs
                   (defaults: seed 1, 1000000 ops, 1 reader)
+
+      stall       one reader stalls for --seconds (default 12) while synchronize() waits;
+                  expects one stall report per --timeout (default 10, the library's)
 
       storm       retire flood against a small memory bound while one reader stalls
                   (defaults: 60 s, stall 5 s, bound 65536, 2 retirers); exit 0 if the
@@ -69,8 +74,10 @@ func parseCommand(_ arguments: [String]) throws(UsageError) -> Command {
         return .storm(try parseStorm(Array(arguments.dropFirst())))
     case "oracle":
         return .oracle(try parseOracle(Array(arguments.dropFirst())))
+    case "stall":
+        return .stall(try parseStall(Array(arguments.dropFirst())))
     default:
-        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, storm, oracle, help, --quick (or no argument for the tour)")
+        throw UsageError(message: "unknown command '\(first)'; accepted: torture, bench, storm, oracle, stall, help, --quick (or no argument for the tour)")
     }
 }
 
@@ -259,5 +266,20 @@ private func parseOracle(_ arguments: [String]) throws(UsageError) -> OracleOpti
         throw UsageError(message: "oracle needs --workload; accepted: \(OracleWorkload.available.map(\.rawValue).joined(separator: ", "))")
     }
     options.workload = workload
+    return options
+}
+
+private func parseStall(_ arguments: [String]) throws(UsageError) -> StallOptions {
+    var options = StallOptions()
+    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    while let (name, value) = try reader.next() {
+        switch name {
+        case "--seconds": options.seconds = try parseDuration(value, option: name)
+        case "--timeout": options.timeout = try parseDuration(value, option: name)
+        case "--json": options.json = true
+        default:
+            throw UsageError(message: "unknown option '\(name)' for stall; accepted: --seconds, --timeout, --json")
+        }
+    }
     return options
 }

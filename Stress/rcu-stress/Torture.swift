@@ -71,6 +71,8 @@ struct TortureResult {
     /// Workload-specific counts (already included in `violations` where
     /// they are violations), reported as extra JSON fields.
     var details: [(String, Int)] = []
+    /// The library domain's statistics after the run (rcu flavors).
+    var statistics: String? = nil
 
     var json: JSON {
         .object([
@@ -90,7 +92,7 @@ struct TortureResult {
             ("leaked", .integer(Int64(leaked))),
             ("age_histogram", .array(ageHistogram.map { .integer(Int64($0)) })),
             ("interrupted", .bool(interrupted)),
-        ] + details.map { ($0.0, JSON.integer(Int64($0.1))) })
+        ] + (statistics.map { [("statistics", JSON.string($0))] } ?? []) + details.map { ($0.0, JSON.integer(Int64($0.1))) })
     }
 }
 
@@ -520,7 +522,9 @@ func tortureImpl(_ flavor: FlavorName) -> AnyImpl {
 
 func runTorture(_ options: TortureOptions) -> TortureResult {
     if needsIsolation(options) { return runIsolatedTorture(options) }
-    return tortureImpl(options.flavor).visit(TortureRun(options: options))
+    var result = tortureImpl(options.flavor).visit(TortureRun(options: options))
+    if let impl = Domains.impl(for: options.flavor) { result.statistics = impl.domain.statistics.description }
+    return result
 }
 
 // MARK: - Output

@@ -40,6 +40,7 @@ case .torture(let options):
             print(result.details.map { "\(String($0.0.map { $0 == "_" ? " " : $0 })) \($0.1)" }.joined(separator: ", "))
         }
         if result.interrupted { print("interrupted: partial results") }
+        if let statistics = result.statistics { print("statistics: \(statistics)") }
     }
     // Exit 0 for the expected outcome: a clean run of a correct flavor, or a
     // caught canary.
@@ -53,6 +54,8 @@ case .storm(let options):
 case .oracle(let options):
     installInterruptHandler()
     exit(runOracle(options))
+case .stall(let options):
+    exit(runStall(options))
 case .tour(let quick):
     exit(runTour(quick: quick))
 }

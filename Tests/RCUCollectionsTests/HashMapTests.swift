@@ -153,6 +153,9 @@ struct HashMapTests {
         map.reserveCapacity(10_000)
         let reserved = map.bucketCount
         #expect(reserved >= 10_000)
+        map["x"] = [0]
+        map["x"] = nil
+        #expect(map.bucketCount == reserved, "a reservation is not undone by the load-factor check")
         for index in 0..<10_000 { map["k\(index)"] = [index] }
         #expect(map.bucketCount == reserved, "reserved capacity needs no growth")
         #expect(map.count == 10_001)
@@ -172,6 +175,38 @@ struct HashMapTests {
             #expect(value == -key.id)
         }
         #expect(seen.count == 150 && map.count == 150)
+    }
+
+    @Test("A traversal held across a grow and a shrink visits each key once")
+    func traversalAcrossGrowAndShrink() {
+        // The traversal blocks inside its body on the first key while another
+        // thread grows the table 16 -> 4096 and drains it back; keys present
+        // throughout must still be visited exactly once.
+        let map = RCUHashMap<Int, Int>()
+        for key in 0..<8 { map[key] = key }
+        let paused = Flag()
+        let resized = Flag()
+        let largest = Atomic<Int>(0)
+        let writer = TestThread {
+            _ = paused.wait()
+            for key in 100..<3100 { map[key] = key }
+            largest.store(map.bucketCount, ordering: .relaxed)
+            for key in 100..<3100 { map[key] = nil }
+            resized.set()
+        }
+        var visits: [Int: Int] = [:]
+        map.forEach { key, _ in
+            if !paused.isSet {
+                paused.set()
+                _ = resized.wait(seconds: 120)
+            }
+            visits[key, default: 0] += 1
+        }
+        writer.join()
+        #expect(largest.load(ordering: .relaxed) >= 2048, "the writer grew the table")
+        #expect(map.bucketCount <= 256, "and shrank it again")
+        for key in 0..<8 { #expect(visits[key] == 1, "key \(key) visited \(visits[key] ?? 0) times") }
+        #expect(visits.values.allSatisfy { $0 == 1 })
     }
 
     @Test("Class values are released once, after a grace period, and never leak", arguments: TestMode.allCases)

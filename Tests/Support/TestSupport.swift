@@ -21,14 +21,18 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
 
     public var testDescription: String { rawValue }
 
-    public func makeDomain() -> RCUDomain {
+    /// The configuration of this mode.
+    public var configuration: RCUDomain.Configuration {
         switch self {
-        case .automatic: return RCUDomain()
-        case .atomic: return RCUDomain(configuration: .init(allowsRseq: false, honorsEnvironment: false))
-        case .fence: return RCUDomain(configuration: .init(allowsMembarrier: false, honorsEnvironment: false))
-        case .atomicFence:
-            return RCUDomain(configuration: .init(allowsRseq: false, allowsMembarrier: false, honorsEnvironment: false))
+        case .automatic: return RCUDomain.Configuration()
+        case .atomic: return .init(allowsRseq: false, honorsEnvironment: false)
+        case .fence: return .init(allowsMembarrier: false, honorsEnvironment: false)
+        case .atomicFence: return .init(allowsRseq: false, allowsMembarrier: false, honorsEnvironment: false)
         }
+    }
+
+    public func makeDomain() -> RCUDomain {
+        RCUDomain(configuration: configuration)
     }
 }
 

@@ -183,6 +183,17 @@ static inline uint64_t rcu_shim_sum_locks(const rcu_shim_state *state, long inde
     return sum;
 }
 
+/// Locks minus unlocks of `index` on one slot (rseq + atomic), for stall
+/// reports: diagnostic only, the loads are relaxed.
+static inline int64_t rcu_shim_slot_balance(const rcu_shim_state *state, uint32_t slot, long index) {
+    const rcu_shim_slot *s = &state->slots[slot];
+    uint64_t locks = __atomic_load_n(&s->lock[index & 1], __ATOMIC_RELAXED)
+        + __atomic_load_n(&s->alock[index & 1], __ATOMIC_RELAXED);
+    uint64_t unlocks = __atomic_load_n(&s->unlock[index & 1], __ATOMIC_RELAXED)
+        + __atomic_load_n(&s->aunlock[index & 1], __ATOMIC_RELAXED);
+    return (int64_t)(locks - unlocks);
+}
+
 /// Whether a grace period is sleeping on this domain (relaxed load; the
 /// unlock that sees it set wakes the sleeper, see rcu_shim_wake_updater).
 static inline __attribute__((always_inline))

@@ -1,0 +1,60 @@
+// `rcu-stress stall`: the stall-warning check. One reader stays inside a
+// read section for `--seconds` while another thread waits in synchronize();
+// the domain's stall threshold is `--timeout` (the library's default, 10 s,
+// unless given). Expects exactly floor(seconds / timeout) reports, each
+// naming a CPU slot with the one open section; exit 0 when that holds.
+import Glibc
+import RCU
+import Synchronization
+
+struct StallOptions {
+    var seconds = 12.0
+    var timeout = 10.0
+    var json = false
+}
+
+func runStall(_ options: StallOptions) -> Int32 {
+    var configuration = RCUDomain.Configuration()
+    configuration.stallTimeout = .nanoseconds(Int64(options.timeout * 1e9))
+    let domain = RCUDomain(configuration: configuration)
+    let reports = Mutex<[RCUStallReport]>([])
+    domain.stallHandler = { report in
+        RCUDomain.defaultStallHandler(report)  // the line a user would see
+        reports.withLock { $0.append(report) }
+    }
+    let entered = OneShot()
+    let reader = StressThread {
+        let token = domain.lock()
+        entered.set()
+        sleepSeconds(options.seconds)
+        domain.unlock(token)
+    }
+    entered.wait()
+    let start = nowNanoseconds()
+    domain.synchronize()
+    let waited = Double(nowNanoseconds() - start) / 1e9
+    reader.join()
+
+    let seen = reports.withLock { $0 }
+    let expected = Int((options.seconds / options.timeout).rounded(.down))
+    let named = seen.allSatisfy { report in report.slots.contains { $0.balance == 1 } }
+    let passed = seen.count == expected && named
+    if options.json {
+        print(JSON.object([
+            ("tool", .string("rcu-stress")), ("command", .string("stall")),
+            ("stall_s", .number(options.seconds)), ("timeout_s", .number(options.timeout)),
+            ("waited_s", .number((waited * 1000).rounded() / 1000)),
+            ("reports", .integer(Int64(seen.count))), ("expected_reports", .integer(Int64(expected))),
+            ("slots", .array(seen.map { report in .array(report.slots.map { .integer(Int64($0.cpu)) }) })),
+            ("statistics", .string(domain.statistics.description)),
+        ]).render())
+    } else {
+        print("rcu-stress stall: \(Machine.current.summary)")
+        print("reader stalled \(fixed(options.seconds, 1)) s, threshold \(fixed(options.timeout, 1)) s:"
+              + " synchronize waited \(fixed(waited, 2)) s, \(seen.count) stall report(s), expected \(expected)"
+              + (named ? "" : "; a report did not name the reader's slot"))
+        print("statistics: \(domain.statistics)")
+        print(passed ? "PASS" : "FAIL")
+    }
+    return passed ? 0 : 1
+}

@@ -1,0 +1,150 @@
+// Stall reports and statistics. Timing enters only as bounds and
+// thresholds: a stalled reader is released by the report itself, so "exactly
+// one report" does not depend on how fast the machine is.
+import RCU
+import RCUTestSupport
+import Synchronization
+import Testing
+
+/// Collects stall reports.
+final class StallCollector: Sendable {
+    let reports = Mutex<[RCUStallReport]>([])
+    let first = Flag()
+
+    var handler: @Sendable (RCUStallReport) -> Void {
+        { report in
+            self.reports.withLock { $0.append(report) }
+            self.first.set()
+        }
+    }
+}
+
+@Suite("Diagnostics")
+struct DiagnosticsTests {
+    @Test("A stalled reader produces one report naming its slot", arguments: TestMode.allCases)
+    func stallReport(mode: TestMode) {
+        var configuration = mode.configuration
+        configuration.stallTimeout = .milliseconds(300)
+        let domain = RCUDomain(configuration: configuration)
+        let collector = StallCollector()
+        domain.stallHandler = collector.handler
+        let entered = Flag()
+        let reader = TestThread {
+            let token = domain.lock()
+            entered.set()
+            // Held until the grace period reports it (bounded).
+            _ = collector.first.wait(seconds: 60)
+            domain.unlock(token)
+        }
+        #expect(entered.wait())
+        domain.synchronize()  // returns once the reader, released by the report, leaves
+        reader.join()
+        let reports = collector.reports.withLock { $0 }
+        #expect(reports.count == 1)
+        if let report = reports.first {
+            #expect(report.number == 1)
+            #expect(report.slots.reduce(0) { $0 + $1.balance } == 1, "the one open section: \(report)")
+            #expect(report.slots.contains { $0.balance == 1 })
+            #expect(report.waited >= .milliseconds(300))
+            #expect(report.description.contains("stalled"))
+        }
+        #expect(domain.statistics.stallReports == 1)
+    }
+
+    @Test("Reports repeat after each further timeout while the stall lasts")
+    func repeatedReports() {
+        var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+        configuration.stallTimeout = .milliseconds(100)
+        let domain = RCUDomain(configuration: configuration)
+        let collector = StallCollector()
+        domain.stallHandler = collector.handler
+        let entered = Flag()
+        let reader = TestThread {
+            let token = domain.lock()
+            entered.set()
+            _ = waitUntil(seconds: 60) { collector.reports.withLock { $0.count } >= 3 }
+            domain.unlock(token)
+        }
+        #expect(entered.wait())
+        domain.synchronize()
+        reader.join()
+        let numbers = collector.reports.withLock { $0.map(\.number) }
+        #expect(numbers.prefix(3) == [1, 2, 3])
+    }
+
+    @Test("No report without a stall, or with reports turned off")
+    func noFalseReports() {
+        var healthy = RCUDomain.Configuration(honorsEnvironment: false)
+        healthy.stallTimeout = .seconds(5)
+        let domain = RCUDomain(configuration: healthy)
+        let collector = StallCollector()
+        domain.stallHandler = collector.handler
+        let torture = PoisonTorture(domain: domain)
+        torture.run(seconds: 1)
+        #expect(torture.counts.violations == 0)
+        #expect(collector.reports.withLock { $0.isEmpty })
+
+        var off = RCUDomain.Configuration(honorsEnvironment: false)
+        off.stallTimeout = nil
+        let quiet = RCUDomain(configuration: off)
+        quiet.stallHandler = collector.handler
+        let entered = Flag()
+        let release = Flag()
+        let reader = TestThread {
+            let token = quiet.lock()
+            entered.set()
+            _ = release.wait(seconds: 60)
+            quiet.unlock(token)
+        }
+        #expect(entered.wait())
+        let waiter = TestThread { quiet.synchronize() }
+        sleepMicroseconds(300_000)
+        release.set()
+        waiter.join()
+        reader.join()
+        #expect(collector.reports.withLock { $0.isEmpty })
+    }
+
+    @Test("Statistics count grace periods, calls, sharing, callbacks and the current wait", arguments: TestMode.allCases)
+    func statistics(mode: TestMode) {
+        let domain = mode.makeDomain()
+        for _ in 0..<10 { domain.synchronize() }
+        var stats = domain.statistics
+        #expect(stats.mode == domain.mode)
+        #expect(stats.synchronizeCalls == 10)
+        #expect(stats.gracePeriods >= 10)
+        #expect(stats.gracePeriodLatency.count == stats.gracePeriods)
+        #expect(stats.gracePeriodLatency.p50 <= stats.gracePeriodLatency.p99)
+        #expect(stats.gracePeriodLatency.p99 <= stats.gracePeriodLatency.max)
+        #expect(stats.longestCurrentWait == .zero)
+
+        // Eight callers queued behind one reader share grace periods, and the
+        // current wait is visible while they wait.
+        let entered = Flag()
+        let release = Flag()
+        let reader = TestThread {
+            let token = domain.lock()
+            entered.set()
+            _ = release.wait(seconds: 60)
+            domain.unlock(token)
+        }
+        #expect(entered.wait())
+        let callers = (0..<8).map { _ in TestThread { domain.synchronize() } }
+        #expect(waitUntil { domain.statistics.longestCurrentWait > .zero })
+        release.set()
+        for caller in callers { caller.join() }
+        reader.join()
+        stats = domain.statistics
+        #expect(stats.synchronizeCalls == 18)
+        #expect(stats.synchronizeCallsSharingAGracePeriod >= 5, "8 callers need at most 3 grace periods")
+
+        final class Retired {}
+        for _ in 0..<1000 { domain.retire(Retired()) }
+        domain.barrier()
+        stats = domain.statistics
+        #expect(stats.pendingCallbacks == 0)
+        #expect(stats.callbacksQueued >= 1000)
+        #expect(stats.callbacksRun == stats.callbacksQueued)
+        #expect(stats.peakPendingCallbacks >= 1)
+    }
+}
