@@ -56,11 +56,11 @@ public final class RCUDomain: @unchecked Sendable {
     /// Grace-period sequence: odd while a grace period runs, advanced by 2 per
     /// grace period. See `GracePeriod.swift`.
     internal let _gpSequence = Atomic<UInt64>(0)
-    internal let _gpLock = Mutex<_GracePeriodCounters>(_GracePeriodCounters())
+    internal let _gpLock = _RCUMutex<_GracePeriodCounters>(_GracePeriodCounters())
     /// When the running grace period started (monotonic ns), 0 when none runs.
     internal let _gpStartedAt = Atomic<UInt64>(0)
     /// Statistics counts (Diagnostics.swift), outside `_gpLock`.
-    internal let _statistics = Mutex<_DomainStatistics>(_DomainStatistics())
+    internal let _statistics = _RCUMutex<_DomainStatistics>(_DomainStatistics())
     /// Stall reports: the threshold (0 = off) and the handler.
     internal let _stallTimeoutNanoseconds: UInt64
     internal let _stallHandler = Mutex<@Sendable (RCUStallReport) -> Void>(RCUDomain.defaultStallHandler)

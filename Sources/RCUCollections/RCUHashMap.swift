@@ -57,7 +57,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
     /// `removeAll`.
     @usableFromInline internal let _root: Atomic<UInt>
     /// Serialises resizes and `removeAll`.
-    private let _resizeLock = Mutex<Void>(())
+    private let _resizeLock = _RCUMutex<Void>(())
     /// The smallest bucket count the map shrinks to (raised by
     /// `reserveCapacity`).
     private let _minimumBuckets: Atomic<Int>

@@ -1,8 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 import Synchronization
 
 /// The error ``RCUList`` writers throw when given a node handle whose node is
@@ -160,8 +155,9 @@ public final class RCUList<Element: Sendable>: @unchecked Sendable {
     /// The first node's bits (0 when empty). Written under the lock with
     /// release, read by traversals with acquire.
     @usableFromInline internal let _head = Atomic<UInt>(0)
-    /// The writers' lock and the state it guards (see `_RCUWriterLock`).
-    @usableFromInline internal let _writer = _RCUWriterLock(_Writer())
+    /// The writers' lock and the state it guards (a plain pthread mutex: see
+    /// `_RCUMutex` in RCU for why not `Synchronization.Mutex`).
+    @usableFromInline internal let _writer = _RCUMutex(_Writer())
     @usableFromInline internal let _id: UInt64
 
     /// Creates an empty list whose traversals run in read sections of
@@ -581,40 +577,3 @@ extension RCUList.View: Sendable {}
 @available(*, unavailable)
 extension RCUList.Iterator: Sendable {}
 
-/// The writers' lock of a container: a default (non-PI) pthread mutex and
-/// the state it guards.
-///
-/// Not `Synchronization.Mutex`: on Linux that is a priority-inheritance futex
-/// whose every lock asks the kernel for the thread id (a `gettid` system call
-/// in the uncontended path, seen in the emitted code of `popFirst`), which
-/// doubled the cost of a list writer. glibc's default mutex locks with one
-/// compare-and-swap.
-@usableFromInline
-internal final class _RCUWriterLock<State>: @unchecked Sendable {
-    // @unchecked Sendable: `state` is only accessed between lock and unlock.
-    @usableFromInline internal let _mutex: UnsafeMutablePointer<pthread_mutex_t>
-    @usableFromInline @exclusivity(unchecked) internal var _state: State
-
-    @usableFromInline
-    internal init(_ state: State) {
-        _state = state
-        _mutex = .allocate(capacity: 1)
-        _mutex.initialize(to: pthread_mutex_t())
-        let status = pthread_mutex_init(_mutex, nil)
-        precondition(status == 0, "swift-rcu: pthread_mutex_init failed (\(status))")
-    }
-
-    deinit {
-        pthread_mutex_destroy(_mutex)
-        _mutex.deinitialize(count: 1)
-        _mutex.deallocate()
-    }
-
-    /// Runs `body` with exclusive access to the state.
-    @inlinable
-    internal func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {
-        pthread_mutex_lock(_mutex)
-        defer { pthread_mutex_unlock(_mutex) }
-        return try body(&_state)
-    }
-}

@@ -1,0 +1,54 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A default (non-PI) pthread mutex and the state it guards: the lock of
+/// grace-period leaders, of statistics, and of RCUCollections' writers.
+///
+/// Not `Synchronization.Mutex`: on Linux that is a priority-inheritance
+/// futex keyed by the owner's thread id, and an uncontended lock+unlock pair
+/// measured 9.8 ns here against 4.0 ns for glibc's default mutex (1M pairs,
+/// one thread). Both sleep on a futex when contended.
+///
+/// Public only so RCUCollections' inlinable writers can use it; not part of
+/// the library's API.
+public final class _RCUMutex<State>: @unchecked Sendable {
+    // @unchecked Sendable: `_state` is only accessed between lock and unlock.
+    @usableFromInline internal let _mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline @exclusivity(unchecked) internal var _state: State
+
+    /// A mutex guarding `state`.
+    public init(_ state: State) {
+        _state = state
+        _mutex = .allocate(capacity: 1)
+        _mutex.initialize(to: pthread_mutex_t())
+        let status = pthread_mutex_init(_mutex, nil)
+        precondition(status == 0, "swift-rcu: pthread_mutex_init failed (\(status))")
+    }
+
+    deinit {
+        pthread_mutex_destroy(_mutex)
+        _mutex.deinitialize(count: 1)
+        _mutex.deallocate()
+    }
+
+    /// Runs `body` with exclusive access to the state.
+    ///
+    /// - Warning: Not reentrant: calling it again from `body` deadlocks.
+    @inlinable
+    public func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {
+        pthread_mutex_lock(_mutex)
+        defer { pthread_mutex_unlock(_mutex) }
+        return try body(&_state)
+    }
+
+    /// Runs `body` if the lock is free now; returns nil otherwise.
+    @inlinable
+    public func withLockIfAvailable<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result? {
+        guard pthread_mutex_trylock(_mutex) == 0 else { return nil }
+        defer { pthread_mutex_unlock(_mutex) }
+        return try body(&_state)
+    }
+}
