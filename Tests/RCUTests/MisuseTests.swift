@@ -33,7 +33,42 @@ struct MisuseTests {
         }
         #expect(stderrText(result).contains("would wait for itself forever"))
     }
+
+    @Test("barrier inside a read section stops with a message (debug builds)")
+    func barrierInsideReadSection() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            domain.read { domain.barrier() }
+        }
+        #expect(stderrText(result).contains("barrier() called inside 1 open read section(s)"))
+    }
     #endif
+
+    @Test("barrier called from a callback stops with a message")
+    func barrierFromCallback() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            domain.defer { domain.barrier() }
+            domain.barrier()
+        }
+        #expect(stderrText(result).contains("barrier() called from an RCU callback"))
+    }
+
+    @Test("retire from a callback while a barrier runs: the barrier waits for it, nothing is lost")
+    func retireFromCallbackDuringBarrier() {
+        final class Tracked: Sendable {
+            let released: Count
+            init(_ released: Count) { self.released = released }
+            deinit { released.add() }
+        }
+        let domain = RCUDomain()
+        let released = Count()
+        for _ in 0..<100 {
+            domain.defer { domain.retire(Tracked(released)) }
+        }
+        domain.barrier()
+        #expect(released.current == 100)
+    }
 
     @Test("synchronize of another domain inside a read section is fine")
     func otherDomainIsFine() {
