@@ -44,6 +44,12 @@ public final class _RCUMutex<State>: @unchecked Sendable {
         return try body(&_state)
     }
 
+    /// For the fork handlers: hold the lock across fork() and release it in
+    /// both processes (a default mutex may be unlocked by the forking thread
+    /// in the child, whose thread id differs).
+    internal func _lockForFork() { pthread_mutex_lock(_mutex) }
+    internal func _unlockAfterFork() { pthread_mutex_unlock(_mutex) }
+
     /// Runs `body` if the lock is free now; returns nil otherwise.
     @inlinable
     public func withLockIfAvailable<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result? {

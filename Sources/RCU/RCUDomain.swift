@@ -156,12 +156,14 @@ public final class RCUDomain: @unchecked Sendable {
         _id = Self._nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         mode = RCUMode(counters: usesRseq ? .rseq : .atomic, ordering: usesMembarrier ? .membarrier : .fence)
         modeReasons = reasons
+        _ForkSupport.register(self)
     }
 
     /// - Warning: A domain must not be deinitialised while a read section of
     ///   it is open: that section's unlock would write freed memory. The
     ///   deinitialiser checks the counts and stops with a message instead.
     deinit {
+        _ForkSupport.unregister(self)
         let open = _openSections()
         if open != 0 {
             fatalError("swift-rcu: RCUDomain deinitialised with \(open) read section(s) still open")

@@ -164,6 +164,9 @@ internal final class _Reclaimer: @unchecked Sendable {
     // @unchecked Sendable: shared state is atomics, Mutex-protected, or the
     // C futex words, which are allocated once.
     static let callbackTag: UInt = 1
+    /// A slot a thread claimed but never filled because it did not survive
+    /// fork(): the child's worker skips it (see Fork.swift).
+    static let holeBits: UInt = 2
     static let maxChainGenerations = 16
 
     let shards: [_Shard]
@@ -173,6 +176,10 @@ internal final class _Reclaimer: @unchecked Sendable {
     let maxPending: Int
     /// Items processed so far.
     let processed = Atomic<Int>(0)
+    /// Items the worker has detached and not yet counted as processed: a
+    /// forked child, whose worker is gone, counts them as processed (they
+    /// are not released there).
+    let inFlight = Atomic<Int>(0)
     /// Items queued by callbacks (the worker thread), for barrier's chains.
     let chained = Atomic<Int>(0)
     let peakPending = Atomic<Int>(0)
@@ -184,8 +191,8 @@ internal final class _Reclaimer: @unchecked Sendable {
     let kickWord: UnsafeMutablePointer<UInt32>
     /// Futex word incremented after each batch; barrier and backpressure wait on it.
     let progressWord: UnsafeMutablePointer<UInt32>
-    private let freeChunks = Mutex<[_RetiredChunk]>([])
-    private let requests = Mutex<_Requests>(_Requests())
+    internal let freeChunks = _RCUMutex<[_RetiredChunk]>([])
+    internal let requests = _RCUMutex<_Requests>(_Requests())
 
     struct _Requests {
         var gracePeriodTarget: UInt64 = 0
@@ -525,6 +532,7 @@ internal final class _Reclaimer: @unchecked Sendable {
             shard.accounted.wrappingAdd(counted, ordering: .releasing)
             detached.append((shard, head, counted))
         }
+        inFlight.store(detached.reduce(0) { $0 + $1.counted }, ordering: .relaxed)
         let wanted = requests.withLock { $0.gracePeriodTarget }
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
         if needsGracePeriod {
@@ -563,6 +571,7 @@ internal final class _Reclaimer: @unchecked Sendable {
             }
         }
         rcu_shim_set_runs_callbacks(0)
+        inFlight.store(0, ordering: .relaxed)
         if count > 0 {
             processed.wrappingAdd(count, ordering: .releasing)
             rcu_shim_word_increment(progressWord)
@@ -572,6 +581,7 @@ internal final class _Reclaimer: @unchecked Sendable {
     }
 
     private static func run(_ bits: UInt) {
+        if bits == holeBits { return }
         if bits & callbackTag != 0 {
             let callback = Unmanaged<_DeferredCallback>.fromOpaque(UnsafeRawPointer(bitPattern: bits & ~callbackTag)!)
             callback.takeRetainedValue().body()

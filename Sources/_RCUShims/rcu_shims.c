@@ -9,6 +9,7 @@
 #include <time.h>
 #include <sched.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #if defined(__linux__)
@@ -182,4 +183,20 @@ void rcu_shim_disarm_waiter(rcu_shim_state *state) {
 
 void rcu_shim_wait_for_readers(rcu_shim_state *state, int64_t timeout_ns) {
     rcu_shim_futex_wait(&state->header.waiters, 1, timeout_ns);
+}
+
+// MARK: - fork
+
+int rcu_shim_install_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void)) {
+    return pthread_atfork(prepare, parent, child);
+}
+
+void rcu_shim_forgive_sections(rcu_shim_state *state, long index, uint64_t count) {
+    // The child has only the forking thread; sections other threads had
+    // open at fork() will never end. Count them as ended, on slot 0.
+    __atomic_fetch_add(&state->slots[0].aunlock[index & 1], count, __ATOMIC_RELEASE);
+}
+
+void rcu_shim_reset_waiters(rcu_shim_state *state) {
+    __atomic_store_n(&state->header.waiters, 0, __ATOMIC_RELAXED);
 }

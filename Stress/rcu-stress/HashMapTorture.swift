@@ -338,7 +338,7 @@ extension TortureRun {
             }
             clu_unregister_thread()
         }
-        result.details = [
+        result.details += [
             ("missed_stable", hashCounters.missedStable.load(ordering: .relaxed)),
             ("duplicates", hashCounters.duplicates.load(ordering: .relaxed)),
             ("poisoned", hashCounters.poisoned.load(ordering: .relaxed)),

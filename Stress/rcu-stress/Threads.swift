@@ -132,3 +132,27 @@ struct StressRandom: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+private typealias ForkFunction = @convention(c) () -> pid_t
+/// glibc's fork(), through dlsym: Swift marks fork unavailable, and a raw
+/// system call would skip the pthread_atfork handlers being tested.
+private let systemFork: ForkFunction = unsafeBitCast(dlsym(nil, "fork"), to: ForkFunction.self)
+
+/// Forks; the child runs `check` and exits 0 if it returns true. Returns
+/// whether the child exited 0 within 10 s (a hung child is killed).
+func forkAndCheckChild(_ check: () -> Bool) -> Bool {
+    let child = systemFork()
+    if child == 0 { _exit(check() ? 0 : 1) }
+    guard child > 0 else { return false }
+    var status: Int32 = 0
+    let deadline = nowNanoseconds() + 10_000_000_000
+    while waitpid(child, &status, WNOHANG) != child {
+        if nowNanoseconds() > deadline {
+            kill(child, SIGKILL)
+            _ = waitpid(child, &status, 0)
+            return false
+        }
+        sleepSeconds(0.001)
+    }
+    return status & 0x7F == 0 && (status >> 8) & 0xFF == 0
+}

@@ -27,7 +27,7 @@ enum GracePeriodMode: String, CaseIterable {
 
 enum Fault: String, CaseIterable {
     case migrate, signals, churn, oversubscribe, fork
-    static let available: [Fault] = [.migrate, .signals, .churn, .oversubscribe]
+    static let available: [Fault] = [.migrate, .signals, .churn, .oversubscribe, .fork]
 }
 
 struct TortureOptions {
@@ -151,6 +151,8 @@ final class TortureCounters: Sendable {
     let updates = Atomic<Int>(0)
     let gracePeriods = Atomic<Int>(0)
     let violations = Atomic<Int>(0)
+    let forks = Atomic<Int>(0)
+    let forkFailures = Atomic<Int>(0)
     let histogram = Mutex<[Int]>(Array(repeating: 0, count: ageBuckets))
 
     func merge(_ local: [Int]) {
@@ -450,6 +452,30 @@ struct TortureRun: ImplVisitor {
                 }
             }))
         }
+        if faults.contains(.fork) {
+            // Every 50 ms: fork; the child (one thread, mid-flight copies of
+            // every domain) must synchronize, retire and barrier, then exit 0.
+            // liburcu-memb's child only exits: memb has no fork support for
+            // its registered readers (a synchronize there would wait for
+            // threads that do not exist).
+            let usesLibrary = impl is RCUImpl
+            faultThreads.append(StressThreadBox(StressThread {
+                while !stop.isSet {
+                    if !forkAndCheckChild({
+                        guard usesLibrary else { return true }
+                        impl.synchronize()
+                        impl.retireNewObject()
+                        impl.barrier()
+                        return true
+                    }) {
+                        counters.violations.add(1, ordering: .relaxed)
+                        counters.forkFailures.add(1, ordering: .relaxed)
+                    }
+                    counters.forks.add(1, ordering: .relaxed)
+                    sleepSeconds(0.05)
+                }
+            }))
+        }
         if faults.contains(.churn) {
             faultThreads.append(StressThreadBox(StressThread {
                 while !stop.isSet {
@@ -488,6 +514,10 @@ struct TortureRun: ImplVisitor {
         result.leaked = leaked
         result.ageHistogram = counters.histogram.withLock { $0 }
         result.interrupted = interruptRequested.load(ordering: .relaxed)
+        if faults.contains(.fork) {
+            result.details += [("forks", counters.forks.load(ordering: .relaxed)),
+                               ("fork_failures", counters.forkFailures.load(ordering: .relaxed))]
+        }
         return result
     }
 

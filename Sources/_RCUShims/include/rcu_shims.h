@@ -98,6 +98,15 @@ void rcu_shim_sleep_ns(int64_t ns);
 /// sched_yield(2).
 void rcu_shim_yield(void);
 
+// MARK: - fork (rcu_shims.c)
+
+/// pthread_atfork, for the library's fork handlers.
+int rcu_shim_install_atfork(void (*prepare)(void), void (*parent)(void), void (*child)(void));
+/// In a forked child: count `count` open sections of `index` as ended.
+void rcu_shim_forgive_sections(rcu_shim_state *state, long index, uint64_t count);
+/// In a forked child: no grace period sleeps any more.
+void rcu_shim_reset_waiters(rcu_shim_state *state);
+
 // MARK: - Counter access shared by the read side and the scan
 
 static inline __attribute__((always_inline))
