@@ -281,23 +281,32 @@ func median(_ values: [Double]) -> Double {
     return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
 }
 
+/// Measures each of `names` (by position) in `rounds` interleaved rounds,
+/// showing progress on a TTY; returns the median ns/op per position.
+func interleavedMedians(names: [String], rounds: Int, label: String, _ measure: (Int) -> Double) -> [Double] {
+    var samples = Array(repeating: [Double](), count: names.count)
+    for round in 0..<rounds {
+        for position in names.indices {
+            if stderrIsTerminal {
+                writeStandardError("\r\u{1B}[K\(label) round \(round + 1)/\(rounds) \(names[position])")
+            }
+            samples[position].append(measure(position))
+        }
+    }
+    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
+    return samples.map(median)
+}
+
 /// Runs `measure` for every impl in `rounds` interleaved rounds; returns the
 /// median ns/op per impl.
 func interleaved(
     _ impls: [AnyImpl], rounds: Int, progress: String,
     _ measure: (AnyImpl) -> Sample
 ) -> [(AnyImpl, Double)] {
-    var perImpl = Array(repeating: [Double](), count: impls.count)
-    for round in 0..<rounds {
-        for (position, impl) in impls.enumerated() {
-            if stderrIsTerminal {
-                writeStandardError("\r\u{1B}[K\(progress) round \(round + 1)/\(rounds) \(impl.name)")
-            }
-            perImpl[position].append(measure(impl).nanosecondsPerOperation)
-        }
+    let medians = interleavedMedians(names: impls.map(\.name), rounds: rounds, label: progress) {
+        measure(impls[$0]).nanosecondsPerOperation
     }
-    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
-    return zip(impls, perImpl).map { ($0, median($1)) }
+    return Array(zip(impls, medians))
 }
 
 enum Suite: String, CaseIterable {

@@ -203,19 +203,13 @@ func runHashMapSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
         let maps = AnyBenchHashMap.all()
         for map in maps { map.prefill(benchCase.prefill) }
         for threads in threadCounts {
-            var perMap = Array(repeating: [Double](), count: maps.count)
-            for round in 0..<options.rounds {
-                for (position, map) in maps.enumerated() {
-                    if stderrIsTerminal {
-                        writeStandardError("\r\u{1B}[Khashmap \(benchCase.rawValue) x\(threads) round \(round + 1)/\(options.rounds) \(map.name)")
-                    }
-                    perMap[position].append(map.measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation)
-                }
+            let medians = interleavedMedians(names: maps.map(\.name), rounds: options.rounds,
+                                             label: "hashmap \(benchCase.rawValue) x\(threads)") {
+                maps[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
             }
-            if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
-            for (map, values) in zip(maps, perMap) {
+            for (map, ns) in zip(maps, medians) {
                 results.append(BenchResult(suite: Suite.hashmap.rawValue, benchCase: benchCase.rawValue,
-                                           impl: map.name, threads: threads, nanosecondsPerOperation: median(values)))
+                                           impl: map.name, threads: threads, nanosecondsPerOperation: ns))
             }
         }
     }

@@ -17,7 +17,7 @@ import Synchronization
 
 let hashStableKeys = 512
 /// Enough churned keys that the fill and drain phases move the table
-/// between about 8k and 64k buckets, so resizes run under the readers.
+/// between about 1k and 64k buckets, so resizes run under the readers.
 let hashChurnKeys = 1 << 16
 
 /// A map value: its key and a lease, stored inline so a reader checks them
@@ -26,22 +26,12 @@ let hashChurnKeys = 1 << 16
 struct HashTortureValue: Sendable {
     let key: Int
     let lease: Int
-    let owner: LeaseOwner
+    let owner: Lease
     init(key: Int, pool: LeasePool) {
         self.key = key
-        owner = LeaseOwner(pool: pool)
-        lease = owner.lease
+        owner = Lease(pool)
+        lease = owner.index
     }
-}
-
-final class LeaseOwner: Sendable {
-    let lease: Int
-    let pool: LeasePool
-    init(pool: LeasePool) {
-        self.pool = pool
-        lease = pool.acquire()
-    }
-    deinit { pool.release(lease) }
 }
 
 /// The map under torture: RCUHashMap or cds_lfht.

@@ -125,7 +125,7 @@ func listTraverseLoop<T: ListBenchTarget>(_ target: T, _ stop: StopFlag) -> UInt
 func listMixedLoop<T: ListBenchTarget>(_ target: T, _ stop: StopFlag, seed: UInt64) -> UInt64 {
     var operations: UInt64 = 0
     var accumulator = 0
-    var random = ListOracleRandom(state: seed)
+    var random = StressRandom(seed: seed)
     var insertNext = true
     var value = 1_000_000
     while !stop.isSet {
@@ -201,19 +201,13 @@ func runListSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
                 .cdsList(CdsListBench(count: 1000)),
                 .mutexArray(MutexArrayBench(count: 1000)),
             ].filter { options.impls?.contains($0.name) ?? true }
-            var perTarget = Array(repeating: [Double](), count: targets.count)
-            for round in 0..<options.rounds {
-                for (position, target) in targets.enumerated() {
-                    if stderrIsTerminal {
-                        writeStandardError("\r\u{1B}[Klist \(benchCase.rawValue) x\(threads) round \(round + 1)/\(options.rounds) \(target.name)")
-                    }
-                    perTarget[position].append(target.measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation)
-                }
+            let medians = interleavedMedians(names: targets.map(\.name), rounds: options.rounds,
+                                             label: "list \(benchCase.rawValue) x\(threads)") {
+                targets[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
             }
-            if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
-            for (target, values) in zip(targets, perTarget) {
+            for (target, ns) in zip(targets, medians) {
                 results.append(BenchResult(suite: Suite.list.rawValue, benchCase: benchCase.rawValue,
-                                           impl: target.name, threads: threads, nanosecondsPerOperation: median(values)))
+                                           impl: target.name, threads: threads, nanosecondsPerOperation: ns))
             }
         }
     }

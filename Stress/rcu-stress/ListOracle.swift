@@ -10,19 +10,6 @@ import RCU
 import RCUCollections
 import Synchronization
 
-/// splitmix64, so a seed names one operation sequence.
-struct ListOracleRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-}
-
 /// The two lists and the model, driven in lockstep.
 final class ListOracle: @unchecked Sendable {
     // @unchecked Sendable: readers only use `swiftList`, `cList` and `pool`,
@@ -83,7 +70,7 @@ final class ListOracle: @unchecked Sendable {
 
     /// Applies one random operation to both lists and the model; returns a
     /// description of the operation and, on disagreement, of the results.
-    func step(_ random: inout ListOracleRandom) -> (op: String, mismatch: String?) {
+    func step(_ random: inout StressRandom) -> (op: String, mismatch: String?) {
         let size = model.count
         var choice = random.below(1000)
         if size < 8 && choice >= 400 && choice < 700 { choice -= 300 }  // grow while small
@@ -210,7 +197,7 @@ func runListOracle(_ options: OracleOptions) -> Int32 {
     clu_register_thread()
     defer { clu_unregister_thread() }
     let oracle = ListOracle()
-    var random = ListOracleRandom(state: options.seed)
+    var random = StressRandom(seed: options.seed)
     let stop = StopFlag()
     let readerViolations = Atomic<Int>(0)
     let readerPasses = Atomic<Int>(0)

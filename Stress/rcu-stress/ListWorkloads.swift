@@ -19,24 +19,13 @@ import RCU
 import RCUCollections
 import Synchronization
 
-/// Releases its lease when the list frees the element that holds it.
-final class ListLeaseOwner: Sendable {
-    let pool: LeasePool
-    let index: Int
-    init(_ pool: LeasePool) {
-        self.pool = pool
-        index = pool.acquire()
-    }
-    deinit { pool.release(index) }
-}
-
 /// An element of the list torture (and of the oracle's RCUList).
 struct ListElement: Sendable {
     let id: Int
     let lease: Int
-    let owner: ListLeaseOwner
+    let owner: Lease
     init(id: Int, pool: LeasePool) {
-        owner = ListLeaseOwner(pool)
+        owner = Lease(pool)
         self.id = id
         lease = owner.index
     }

@@ -131,19 +131,13 @@ func runSnapshotSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
     let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
     var results: [BenchResult] = []
     for threads in threadCounts {
-        var perReader = Array(repeating: [Double](), count: readers.count)
-        for round in 0..<options.rounds {
-            for (position, reader) in readers.enumerated() {
-                if stderrIsTerminal {
-                    writeStandardError("\r\u{1B}[Ksnapshot read-field x\(threads) round \(round + 1)/\(options.rounds) \(reader.name)")
-                }
-                perReader[position].append(reader.measure(threads: threads, seconds: slice).nanosecondsPerOperation)
-            }
+        let medians = interleavedMedians(names: readers.map(\.name), rounds: options.rounds,
+                                         label: "snapshot read-field x\(threads)") {
+            readers[$0].measure(threads: threads, seconds: slice).nanosecondsPerOperation
         }
-        if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
-        for (reader, values) in zip(readers, perReader) {
+        for (reader, ns) in zip(readers, medians) {
             results.append(BenchResult(suite: Suite.snapshot.rawValue, benchCase: "read-field",
-                                       impl: reader.name, threads: threads, nanosecondsPerOperation: median(values)))
+                                       impl: reader.name, threads: threads, nanosecondsPerOperation: ns))
         }
     }
     return results

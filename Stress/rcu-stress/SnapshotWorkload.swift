@@ -58,6 +58,8 @@ final class LeasePool: @unchecked Sendable {
     var live: Int { capacity - free.withLock { $0.count } }
 }
 
+/// A lease held by a value; poisoned and returned to the pool when the last
+/// copy of the value is freed (snapshot, hashmap and list workloads).
 final class Lease: Sendable {
     let index: Int
     let pool: LeasePool

@@ -131,6 +131,10 @@ struct StressRandom: RandomNumberGenerator {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// A value in `0..<bound`.
+    @inline(__always)
+    mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
 }
 
 private typealias ForkFunction = @convention(c) () -> pid_t

@@ -19,6 +19,17 @@ final class StallCollector: Sendable {
     }
 }
 
+/// A thread inside a token section of `domain` until `release` holds
+/// (bounded); `entered` is set once the section is open.
+private func holdSection(_ domain: RCUDomain, entered: Flag, until release: @escaping @Sendable () -> Bool) -> TestThread {
+    TestThread {
+        let token = domain.lock()
+        entered.set()
+        _ = waitUntil(seconds: 60, release)
+        domain.unlock(token)
+    }
+}
+
 @Suite("Diagnostics")
 struct DiagnosticsTests {
     @Test("A stalled reader produces one report naming its slot", arguments: TestMode.allCases)
@@ -29,13 +40,8 @@ struct DiagnosticsTests {
         let collector = StallCollector()
         domain.stallHandler = collector.handler
         let entered = Flag()
-        let reader = TestThread {
-            let token = domain.lock()
-            entered.set()
-            // Held until the grace period reports it (bounded).
-            _ = collector.first.wait(seconds: 60)
-            domain.unlock(token)
-        }
+        // Held until the grace period reports it.
+        let reader = holdSection(domain, entered: entered) { collector.first.isSet }
         #expect(entered.wait())
         domain.synchronize()  // returns once the reader, released by the report, leaves
         reader.join()
@@ -59,12 +65,7 @@ struct DiagnosticsTests {
         let collector = StallCollector()
         domain.stallHandler = collector.handler
         let entered = Flag()
-        let reader = TestThread {
-            let token = domain.lock()
-            entered.set()
-            _ = waitUntil(seconds: 60) { collector.reports.withLock { $0.count } >= 3 }
-            domain.unlock(token)
-        }
+        let reader = holdSection(domain, entered: entered) { collector.reports.withLock { $0.count } >= 3 }
         #expect(entered.wait())
         domain.synchronize()
         reader.join()
@@ -90,12 +91,7 @@ struct DiagnosticsTests {
         quiet.stallHandler = collector.handler
         let entered = Flag()
         let release = Flag()
-        let reader = TestThread {
-            let token = quiet.lock()
-            entered.set()
-            _ = release.wait(seconds: 60)
-            quiet.unlock(token)
-        }
+        let reader = holdSection(quiet, entered: entered) { release.isSet }
         #expect(entered.wait())
         let waiter = TestThread { quiet.synchronize() }
         sleepMicroseconds(300_000)
@@ -122,12 +118,7 @@ struct DiagnosticsTests {
         // current wait is visible while they wait.
         let entered = Flag()
         let release = Flag()
-        let reader = TestThread {
-            let token = domain.lock()
-            entered.set()
-            _ = release.wait(seconds: 60)
-            domain.unlock(token)
-        }
+        let reader = holdSection(domain, entered: entered) { release.isSet }
         #expect(entered.wait())
         let callers = (0..<8).map { _ in TestThread { domain.synchronize() } }
         #expect(waitUntil { domain.statistics.longestCurrentWait > .zero })
