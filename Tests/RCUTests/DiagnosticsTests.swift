@@ -129,8 +129,15 @@ struct DiagnosticsTests {
             domain.unlock(token)
         }
         #expect(entered.wait())
-        let callers = (0..<8).map { _ in TestThread { domain.synchronize() } }
+        // Every caller must have called synchronize() before the reader
+        // leaves, or a late one runs a grace period of its own (seen under
+        // the sanitizers, where creating threads is slow): the same
+        // start-count and settling pause as `concurrentCallersShare`.
+        let started = Count()
+        let callers = (0..<8).map { _ in TestThread { started.add(); domain.synchronize() } }
+        #expect(waitUntil { started.current == 8 })
         #expect(waitUntil { domain.statistics.longestCurrentWait > .zero })
+        sleepMicroseconds(200_000)  // let every caller reach its wait
         release.set()
         for caller in callers { caller.join() }
         reader.join()
