@@ -63,7 +63,7 @@ public final class RCUDomain: @unchecked Sendable {
     internal let _statistics = _RCUMutex<_DomainStatistics>(_DomainStatistics())
     /// Stall reports: the threshold (0 = off) and the handler.
     internal let _stallTimeoutNanoseconds: UInt64
-    internal let _stallHandler = Mutex<@Sendable (RCUStallReport) -> Void>(RCUDomain.defaultStallHandler)
+    internal let _stallHandler = _RCUMutex<@Sendable (RCUStallReport) -> Void>(RCUDomain.defaultStallHandler)
     /// Deferred reclamation: queues, worker, memory bound.
     internal let _reclaimer: _Reclaimer
 

@@ -184,8 +184,12 @@ internal final class _Reclaimer: @unchecked Sendable {
     let kickWord: UnsafeMutablePointer<UInt32>
     /// Futex word incremented after each batch; barrier and backpressure wait on it.
     let progressWord: UnsafeMutablePointer<UInt32>
-    private let freeChunks = Mutex<[_RetiredChunk]>([])
-    private let requests = Mutex<_Requests>(_Requests())
+    // pthread mutexes (_RCUMutex), not Synchronization.Mutex: ThreadSanitizer
+    // intercepts pthread_mutex_* but cannot see the futex inside the
+    // uninstrumented standard library, and reported the chunks handed from
+    // the worker's recycle to a writer through `freeChunks` as races.
+    private let freeChunks = _RCUMutex<[_RetiredChunk]>([])
+    private let requests = _RCUMutex<_Requests>(_Requests())
 
     struct _Requests {
         var gracePeriodTarget: UInt64 = 0
