@@ -8,7 +8,9 @@ import Testing
 
 /// Collects stall reports.
 final class StallCollector: Sendable {
-    let reports = Mutex<[RCUStallReport]>([])
+    // The library's pthread mutex, not Synchronization.Mutex, whose futex
+    // ThreadSanitizer cannot see (a false race report under --sanitize=thread).
+    let reports = _RCUMutex<[RCUStallReport]>([])
     let first = Flag()
 
     var handler: @Sendable (RCUStallReport) -> Void {
