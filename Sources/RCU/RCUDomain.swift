@@ -89,8 +89,8 @@ public final class RCUDomain: @unchecked Sendable {
     /// Creates an independent domain.
     ///
     /// - Parameter configuration: what the domain may use; the environment
-    ///   variables `RCU_FORCE_ATOMIC=1` and `RCU_FORCE_FENCE=1` force the
-    ///   fallbacks on top of it unless
+    ///   variables `RCU_FORCE_ATOMIC=1`, `RCU_FORCE_FENCE=1` and
+    ///   `RCU_FORCE_SEQCST=1` force the fallbacks on top of it unless
     ///   ``Configuration/honorsEnvironment`` is `false`.
     /// - Complexity: O(possible CPUs) memory, 128 bytes per CPU. The first
     ///   domain in a process also registers `membarrier(2)`, which can take a
