@@ -32,7 +32,10 @@ let package = Package(
         ),
         // Threads, flags, bounded waits and the domain modes every
         // behavioural test runs in; shared by both test targets.
-        .target(name: "RCUTestSupport", dependencies: ["RCU"], path: "Tests/Support"),
+        .target(name: "RCUTestSupport", dependencies: ["RCU", "_RCULSanDefaults"], path: "Tests/Support"),
+        // LeakSanitizer's default suppressions for the test bundle (only the
+        // toolchain's XCTest harness); see Tests/LSanDefaults/lsan_defaults.c.
+        .target(name: "_RCULSanDefaults", path: "Tests/LSanDefaults"),
         .testTarget(name: "RCUTests", dependencies: ["RCU", "RCUTestSupport"]),
         .testTarget(name: "RCUCollectionsTests", dependencies: ["RCUCollections", "RCU", "RCUTestSupport"]),
     ],

@@ -47,7 +47,7 @@ internal enum _ForkSupport {
 
     /// The domains, read while `registry` is held by `prepare`.
     private static var held: [Unmanaged<RCUDomain>] {
-        registry._state.sorted { $0.key < $1.key }.map(\.value)
+        registry._state.pointee.sorted { $0.key < $1.key }.map(\.value)
     }
 
     private static func prepare() {
@@ -113,7 +113,7 @@ extension _Reclaimer {
         // The batch the worker had detached lives only on its stack.
         processed.wrappingAdd(inFlight.exchange(0, ordering: .relaxed), ordering: .relaxed)
         // Their tasks' executor threads do not exist in the child.
-        requests._state.sequenceWaiters.removeAll()
+        requests._state.pointee.sequenceWaiters.removeAll()
         for shard in shards {
             var link: _RetiredChunk? = Unmanaged<_RetiredChunk>
                 .fromOpaque(UnsafeRawPointer(bitPattern: shard.current.load(ordering: .relaxed))!)

@@ -138,7 +138,7 @@ extension RCUDomain {
         for attempt in 0..<attempts {
             let unlocks0 = rcu_shim_sum_unlocks(_state, 0)
             let unlocks1 = rcu_shim_sum_unlocks(_state, 1)
-            rcu_shim_full_fence()  // (S) unlock sums before lock sums
+            _scanFence()  // (S) unlock sums before lock sums
             if rcu_shim_sum_locks(_state, 0) == unlocks0 && rcu_shim_sum_locks(_state, 1) == unlocks1 {
                 return true
             }
@@ -202,7 +202,7 @@ extension RCUDomain {
 
     private func _isDrained(_ index: Int) -> Bool {
         let unlocks = rcu_shim_sum_unlocks(_state, index)
-        rcu_shim_full_fence()  // (S)
+        _scanFence()  // (S)
         return rcu_shim_sum_locks(_state, index) == unlocks
     }
 
@@ -216,6 +216,12 @@ extension RCUDomain {
     /// thread of the process is running: ~1 us against ~27 us for plain
     /// PRIVATE_EXPEDITED (docs/benchmarks.md).
     private func _heavyFence() {
+        if _pairsBySeqCst {
+            // (A-rmw) / (C-rmw) / (W-rmw): pairs with each reader's (B-rmw),
+            // a seq_cst RMW of the same word.
+            rcu_shim_sc_point(_state)
+            return
+        }
         if _usesFences {
             rcu_shim_full_fence()
             return
@@ -226,6 +232,17 @@ extension RCUDomain {
             // survives fork; a failure now means the kernel changed its mind.
             fatalError("swift-rcu: membarrier(2) failed with errno \(-result) after a successful registration")
         }
+    }
+}
+
+extension RCUDomain {
+    /// (S) between the unlock sums and the lock sums: a seq_cst fence, or in
+    /// the seq_cst mode a seq_cst RMW of the pairing word (the acquire loads
+    /// of the unlocks are what the argument needs; this keeps the mode free
+    /// of standalone fences).
+    @inline(__always)
+    internal func _scanFence() {
+        if _pairsBySeqCst { rcu_shim_sc_point(_state) } else { rcu_shim_full_fence() }
     }
 }
 

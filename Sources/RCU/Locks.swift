@@ -15,13 +15,20 @@ import Musl
 /// Public only so RCUCollections' inlinable writers can use it; not part of
 /// the library's API.
 public final class _RCUMutex<State>: @unchecked Sendable {
-    // @unchecked Sendable: `_state` is only accessed between lock and unlock.
+    // @unchecked Sendable: `_state` points to memory that is only accessed
+    // between lock and unlock.
     @usableFromInline internal let _mutex: UnsafeMutablePointer<pthread_mutex_t>
-    @usableFromInline @exclusivity(unchecked) internal var _state: State
+    /// The guarded state, out of line. As a stored `var` of the class, an
+    /// empty `State` (Void) has the object's own address, so under
+    /// ThreadSanitizer the instrumented inout access to it collided with
+    /// unlocked reads of the object header by other threads: a false race
+    /// report. Behind a pointer the access is plain memory, locked.
+    @usableFromInline internal let _state: UnsafeMutablePointer<State>
 
     /// A mutex guarding `state`.
     public init(_ state: State) {
-        _state = state
+        _state = .allocate(capacity: 1)
+        _state.initialize(to: state)
         _mutex = .allocate(capacity: 1)
         _mutex.initialize(to: pthread_mutex_t())
         let status = pthread_mutex_init(_mutex, nil)
@@ -32,6 +39,8 @@ public final class _RCUMutex<State>: @unchecked Sendable {
         pthread_mutex_destroy(_mutex)
         _mutex.deinitialize(count: 1)
         _mutex.deallocate()
+        _state.deinitialize(count: 1)
+        _state.deallocate()
     }
 
     /// Runs `body` with exclusive access to the state.
@@ -41,7 +50,7 @@ public final class _RCUMutex<State>: @unchecked Sendable {
     public func withLock<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result {
         pthread_mutex_lock(_mutex)
         defer { pthread_mutex_unlock(_mutex) }
-        return try body(&_state)
+        return try body(&_state.pointee)
     }
 
     /// For the fork handlers: hold the lock across fork() and release it in
@@ -55,6 +64,6 @@ public final class _RCUMutex<State>: @unchecked Sendable {
     public func withLockIfAvailable<Result, Failure: Error>(_ body: (inout State) throws(Failure) -> Result) throws(Failure) -> Result? {
         guard pthread_mutex_trylock(_mutex) == 0 else { return nil }
         defer { pthread_mutex_unlock(_mutex) }
-        return try body(&_state)
+        return try body(&_state.pointee)
     }
 }

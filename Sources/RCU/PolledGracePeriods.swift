@@ -75,7 +75,9 @@ extension RCUDomain {
     /// The target a caller needs, after ordering its unpublish before the
     /// read of the sequence ((P), see synchronize()).
     internal func _snapshotState() -> RCUGracePeriodState {
-        rcu_shim_full_fence()  // (P)
+        // (P): a seq_cst fence, or in the seq_cst mode (P-rmw), a seq_cst
+        // RMW of the pairing word; pairs with (A) / (A-rmw).
+        if _pairsBySeqCst { rcu_shim_sc_point(_state) } else { rcu_shim_full_fence() }
         return RCUGracePeriodState(_sequence: _gracePeriodTarget(_gpSequence.load(ordering: .acquiring)))
     }
 

@@ -48,6 +48,10 @@ public final class RCUDomain: @unchecked Sendable {
     @usableFromInline internal let _rseqBound: UInt32
     internal let _usesRseq: Bool
     internal let _usesFences: Bool
+    /// The `atomic+seqcst` mode: every ordering point is a seq_cst RMW
+    /// (ThreadSanitizer builds, RCU_FORCE_SEQCST). Implies `_usesFences`
+    /// (no membarrier; the short futex timeout) and no rseq.
+    internal let _pairsBySeqCst: Bool
     internal let _membarrierRestartsRseq: Bool
     internal let _skipsGracePeriods: Bool
     /// A process-unique number, for debug bookkeeping and diagnostics.
@@ -63,7 +67,7 @@ public final class RCUDomain: @unchecked Sendable {
     internal let _statistics = _RCUMutex<_DomainStatistics>(_DomainStatistics())
     /// Stall reports: the threshold (0 = off) and the handler.
     internal let _stallTimeoutNanoseconds: UInt64
-    internal let _stallHandler = Mutex<@Sendable (RCUStallReport) -> Void>(RCUDomain.defaultStallHandler)
+    internal let _stallHandler = _RCUMutex<@Sendable (RCUStallReport) -> Void>(RCUDomain.defaultStallHandler)
     /// Deferred reclamation: queues, worker, memory bound.
     internal let _reclaimer: _Reclaimer
 
@@ -85,8 +89,8 @@ public final class RCUDomain: @unchecked Sendable {
     /// Creates an independent domain.
     ///
     /// - Parameter configuration: what the domain may use; the environment
-    ///   variables `RCU_FORCE_ATOMIC=1` and `RCU_FORCE_FENCE=1` force the
-    ///   fallbacks on top of it unless
+    ///   variables `RCU_FORCE_ATOMIC=1`, `RCU_FORCE_FENCE=1` and
+    ///   `RCU_FORCE_SEQCST=1` force the fallbacks on top of it unless
     ///   ``Configuration/honorsEnvironment`` is `false`.
     /// - Complexity: O(possible CPUs) memory, 128 bytes per CPU. The first
     ///   domain in a process also registers `membarrier(2)`, which can take a
@@ -100,17 +104,39 @@ public final class RCUDomain: @unchecked Sendable {
         var wantsMembarrier = configuration.allowsMembarrier
         if !wantsRseq { reasons.append("rseq disabled by configuration") }
         if !wantsMembarrier { reasons.append("membarrier disabled by configuration") }
+        // ThreadSanitizer models neither rseq commits (asm), membarrier(2)
+        // nor fences, so it would report the pairing of the fast modes as
+        // races: in its builds, and when forced, every pairing is a seq_cst
+        // RMW it understands (docs/design.md §8).
+        var seqCst = false
+        if rcu_shim_built_with_tsan() != 0 {
+            seqCst = true
+            reasons.append("ThreadSanitizer build: readers and grace periods pair through seq_cst atomics")
+        } else if configuration.forcesSequentiallyConsistent {
+            seqCst = true
+            reasons.append("seq_cst pairing forced by configuration")
+        }
         if configuration.honorsEnvironment {
-            if _forceSwitch("RCU_FORCE_ATOMIC"), wantsRseq {
+            // Parsed even when the build already decided, so a bad value
+            // still stops the process.
+            if _forceSwitch("RCU_FORCE_SEQCST"), !seqCst {
+                seqCst = true
+                reasons.append("seq_cst pairing forced by RCU_FORCE_SEQCST")
+            }
+            if _forceSwitch("RCU_FORCE_ATOMIC"), wantsRseq, !seqCst {
                 wantsRseq = false
                 reasons.append("rseq disabled by RCU_FORCE_ATOMIC")
             }
-            if _forceSwitch("RCU_FORCE_FENCE"), wantsMembarrier {
+            if _forceSwitch("RCU_FORCE_FENCE"), wantsMembarrier, !seqCst {
                 wantsMembarrier = false
                 reasons.append("membarrier disabled by RCU_FORCE_FENCE")
             }
         }
 
+        if seqCst {
+            wantsRseq = false
+            wantsMembarrier = false
+        }
         var usesRseq = false
         if wantsRseq {
             if let problem = _Platform.rseqProblem() {
@@ -143,6 +169,7 @@ public final class RCUDomain: @unchecked Sendable {
         _rseqBound = configuration._failsEveryRseqAttempt ? 0 : slots
         _usesRseq = usesRseq
         _usesFences = !usesMembarrier
+        _pairsBySeqCst = seqCst
         _membarrierRestartsRseq = usesMembarrier && restartsRseq
         _inlineFastPath = usesRseq && usesMembarrier
         _skipsGracePeriods = configuration._skipsGracePeriods
@@ -154,7 +181,8 @@ public final class RCUDomain: @unchecked Sendable {
         }
         _reclaimer = _Reclaimer(shardCount: Int(slots), maxPending: max(1, configuration.maxPendingCallbacks))
         _id = Self._nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        mode = RCUMode(counters: usesRseq ? .rseq : .atomic, ordering: usesMembarrier ? .membarrier : .fence)
+        mode = RCUMode(counters: usesRseq ? .rseq : .atomic,
+                       ordering: seqCst ? .sequentiallyConsistent : usesMembarrier ? .membarrier : .fence)
         modeReasons = reasons
         _ForkSupport.register(self)
     }

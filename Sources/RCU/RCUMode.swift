@@ -4,6 +4,8 @@
 /// glibc and the architecture offer, from its ``RCUDomain/Configuration``,
 /// and from the `RCU_FORCE_ATOMIC` and `RCU_FORCE_FENCE` environment
 /// variables. Every mode is correct; they differ in read-side cost.
+/// ThreadSanitizer builds always run `atomic+seqcst`, the only mode whose
+/// ordering ThreadSanitizer can see; `RCU_FORCE_SEQCST=1` forces it elsewhere.
 ///
 /// | counters | ordering | read lock + unlock |
 /// |---|---|---|
@@ -11,6 +13,7 @@
 /// | `.atomic` | `.membarrier` | two atomic increments (lock-prefixed on x86) |
 /// | `.rseq` | `.fence` | rseq increments plus a seq_cst fence in lock and in unlock |
 /// | `.atomic` | `.fence` | atomic increments plus the two fences |
+/// | `.atomic` | `.sequentiallyConsistent` | seq_cst atomic increments plus one seq_cst RMW of a per-domain word in lock (ThreadSanitizer builds) |
 public struct RCUMode: Sendable, Hashable, CustomStringConvertible {
     /// How read lock and unlock increment the per-CPU counters.
     public enum Counters: String, Sendable, Hashable {
@@ -29,6 +32,14 @@ public struct RCUMode: Sendable, Hashable, CustomStringConvertible {
         /// Readers issue a seq_cst fence in lock and in unlock;
         /// `synchronize()` uses ordinary fences.
         case fence
+        /// Every ordering point is a seq_cst read-modify-write that
+        /// ThreadSanitizer models: seq_cst counter increments, and in place
+        /// of each fence a seq_cst RMW of one per-domain word, shared by
+        /// readers and grace periods. Chosen in ThreadSanitizer builds (which
+        /// see neither rseq, membarrier nor fences) or by `RCU_FORCE_SEQCST`;
+        /// always with `.atomic` counters. Slower than `.fence` (readers of a
+        /// domain contend on the word); meant for checking, not production.
+        case sequentiallyConsistent = "seqcst"
     }
 
     /// How readers count.
@@ -42,7 +53,8 @@ public struct RCUMode: Sendable, Hashable, CustomStringConvertible {
         self.ordering = ordering
     }
 
-    /// `"rseq+membarrier"`, `"atomic+membarrier"`, `"rseq+fence"` or `"atomic+fence"`.
+    /// `"rseq+membarrier"`, `"atomic+membarrier"`, `"rseq+fence"`, `"atomic+fence"`
+    /// or `"atomic+seqcst"`.
     public var description: String { "\(counters.rawValue)+\(ordering.rawValue)" }
 }
 
@@ -58,9 +70,13 @@ extension RCUDomain {
         public var allowsRseq: Bool
         /// Use `membarrier(2)` when the kernel provides it. Default `true`.
         public var allowsMembarrier: Bool
-        /// Apply `RCU_FORCE_ATOMIC` and `RCU_FORCE_FENCE` from the environment
-        /// on top of this configuration. Default `true`.
+        /// Apply `RCU_FORCE_ATOMIC`, `RCU_FORCE_FENCE` and `RCU_FORCE_SEQCST`
+        /// from the environment on top of this configuration. Default `true`.
         public var honorsEnvironment: Bool
+        /// Run the `atomic+seqcst` mode (``RCUMode/Ordering/sequentiallyConsistent``)
+        /// even outside a ThreadSanitizer build. Default `false`; ThreadSanitizer
+        /// builds use that mode whatever this says.
+        public var forcesSequentiallyConsistent: Bool = false
         /// The memory bound of deferred reclamation: past this many pending
         /// callbacks and retired objects, ``RCUDomain/retire(_:)`` and
         /// ``RCUDomain/defer(_:)`` called outside a read section wait for the

@@ -24,7 +24,7 @@ public final class RCUSnapshot<Value: Sendable>: Sendable {
     }
 
     @usableFromInline internal let _current: RCUReference<_Box>
-    private let _writer = Mutex<Void>(())
+    private let _writer = _RCUMutex<Void>(())  // pthread: visible to ThreadSanitizer
 
     /// Creates a cell holding `value`, protected by `domain`'s read sections.
     public init(_ value: Value, domain: RCUDomain = .shared) {

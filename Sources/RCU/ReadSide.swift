@@ -211,6 +211,16 @@ extension RCUDomain {
 
     @usableFromInline @inline(never)
     internal func _enterSlow() -> Int {
+        if _pairsBySeqCst {
+            // atomic+seqcst: the atomic path's two-phase argument holds as is
+            // (the period is loaded outside any sequence).
+            let index = Int(rcu_shim_load_period(_state) & 1)
+            rcu_shim_sc_lock(_state, rcu_shim_slot_hint(_state), index)
+            // (B-rmw): seq_cst RMW of the pairing word; pairs with the
+            // updater's (A-rmw), (C-rmw), (W-rmw) and (P-rmw) on that word.
+            rcu_shim_sc_point(_state)
+            return index
+        }
         var index = -1
         if _usesRseq {
             for _ in 0..<Self._rseqAttempts {
@@ -236,6 +246,15 @@ extension RCUDomain {
 
     @usableFromInline @inline(never)
     internal func _exitSlow(_ index: Int) {
+        if _pairsBySeqCst {
+            // (D-rmw): the seq_cst (so release) unlock increment; pairs with
+            // the scans' acquire loads. No RMW of the pairing word here, so
+            // as in the fence modes a wake-up can be missed and the
+            // updater's 1 ms timeout bounds the cost.
+            rcu_shim_sc_unlock(_state, rcu_shim_slot_hint(_state), index)
+            if rcu_shim_waiters(_state) != 0 { rcu_shim_wake_updater(_state) }
+            return
+        }
         if _usesFences {
             // (D-fence): the section's accesses complete before the unlock
             // count; pairs with the scan's acquire loads and fence (S).

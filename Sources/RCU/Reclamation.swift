@@ -191,6 +191,10 @@ internal final class _Reclaimer: @unchecked Sendable {
     let kickWord: UnsafeMutablePointer<UInt32>
     /// Futex word incremented after each batch; barrier and backpressure wait on it.
     let progressWord: UnsafeMutablePointer<UInt32>
+    // pthread mutexes (_RCUMutex), not Synchronization.Mutex: ThreadSanitizer
+    // intercepts pthread_mutex_* but cannot see the futex inside the
+    // uninstrumented standard library, and reported the chunks handed from
+    // the worker's recycle to a writer through `freeChunks` as races.
     internal let freeChunks = _RCUMutex<[_RetiredChunk]>([])
     internal let requests = _RCUMutex<_Requests>(_Requests())
 
@@ -544,6 +548,13 @@ internal final class _Reclaimer: @unchecked Sendable {
         resumeSequenceWaiters(domain)
 
         var count = 0
+        // Items run and not yet added to `processed`. A callback may be a
+        // barrier's marker, so everything run before it, and the marker
+        // itself, is added before it runs: a barrier that returns then sees
+        // none of what it waited for as pending. (Adding once per batch let
+        // `pendingCallbacks` read non-zero just after `barrier()`, found by
+        // the ThreadSanitizer run, whose slowdown widened the window.)
+        var uncounted = 0
         rcu_shim_set_runs_callbacks(1)
         for (shard, head, counted) in detached {
             // Claims that landed in the head after it was detached.
@@ -564,6 +575,14 @@ internal final class _Reclaimer: @unchecked Sendable {
                     // The writer stored before leaving its read section, and
                     // the grace period waited for that section.
                     precondition(bits != 0, "swift-rcu: reclamation slot empty after a grace period")
+                    if bits & Self.callbackTag != 0 {
+                        // Release: pairs with the acquire load in `pending`;
+                        // the marker's acq_rel `arrive` follows it.
+                        processed.wrappingAdd(uncounted + 1, ordering: .releasing)
+                        uncounted = 0
+                    } else {
+                        uncounted += 1
+                    }
                     Self.run(bits)
                 }
                 count += claimed
@@ -573,7 +592,7 @@ internal final class _Reclaimer: @unchecked Sendable {
         rcu_shim_set_runs_callbacks(0)
         inFlight.store(0, ordering: .relaxed)
         if count > 0 {
-            processed.wrappingAdd(count, ordering: .releasing)
+            if uncounted > 0 { processed.wrappingAdd(uncounted, ordering: .releasing) }
             rcu_shim_word_increment(progressWord)
             _ = rcu_shim_futex_wake(progressWord, Int32.max)
         }

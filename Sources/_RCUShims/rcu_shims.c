@@ -78,6 +78,23 @@ uint32_t rcu_shim_possible_cpus(void) {
     return (uint32_t)(highest + 1);
 }
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RCU_SHIM_TSAN 1
+#endif
+#endif
+#if !defined(RCU_SHIM_TSAN) && defined(__SANITIZE_THREAD__)
+#define RCU_SHIM_TSAN 1
+#endif
+
+int rcu_shim_built_with_tsan(void) {
+#ifdef RCU_SHIM_TSAN
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int rcu_shim_rseq_usable(void) {
 #if RCU_SHIM_HAVE_RSEQ
     if (__rseq_size == 0) return 0;

@@ -8,7 +8,9 @@ import Testing
 
 /// Collects stall reports.
 final class StallCollector: Sendable {
-    let reports = Mutex<[RCUStallReport]>([])
+    // The library's pthread mutex, not Synchronization.Mutex, whose futex
+    // ThreadSanitizer cannot see (a false race report under --sanitize=thread).
+    let reports = _RCUMutex<[RCUStallReport]>([])
     let first = Flag()
 
     var handler: @Sendable (RCUStallReport) -> Void {
@@ -120,8 +122,15 @@ struct DiagnosticsTests {
         let release = Flag()
         let reader = holdSection(domain, entered: entered) { release.isSet }
         #expect(entered.wait())
-        let callers = (0..<8).map { _ in TestThread { domain.synchronize() } }
+        // Every caller must have called synchronize() before the reader
+        // leaves, or a late one runs a grace period of its own (seen under
+        // the sanitizers, where creating threads is slow): the same
+        // start-count and settling pause as `concurrentCallersShare`.
+        let started = Count()
+        let callers = (0..<8).map { _ in TestThread { started.add(); domain.synchronize() } }
+        #expect(waitUntil { started.current == 8 })
         #expect(waitUntil { domain.statistics.longestCurrentWait > .zero })
+        sleepMicroseconds(200_000)  // let every caller reach its wait
         release.set()
         for caller in callers { caller.join() }
         reader.join()

@@ -5,8 +5,10 @@ import Synchronization
 
 /// Hands a noncopyable token from one thread to another.
 final class TokenBox: @unchecked Sendable {
-    // @unchecked Sendable: the token is moved in and out under `lock`.
-    private let lock = Mutex<Void>(())
+    // @unchecked Sendable: the token is moved in and out under `lock` (a
+    // pthread mutex, which ThreadSanitizer sees; Synchronization.Mutex's
+    // futex it does not).
+    private let lock = _RCUMutex<Void>(())
     private var token: RCUReadToken?
 
     func put(_ token: consuming RCUReadToken) {
@@ -15,7 +17,9 @@ final class TokenBox: @unchecked Sendable {
     }
 
     func take() -> RCUReadToken? {
-        lock.withLock { _ in self.token.take() }
+        var taken: RCUReadToken? = nil
+        lock.withLock { _ in taken = self.token.take() }
+        return taken
     }
 }
 

@@ -18,6 +18,14 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
     case fence
     /// Both fallbacks.
     case atomicFence
+    /// The ThreadSanitizer mode (`atomic+seqcst`), forced by configuration.
+    case seqCst
+
+    /// Every mode, or in a ThreadSanitizer build, where every configuration
+    /// runs `atomic+seqcst`, only `automatic`: the others would repeat it.
+    public static var allCases: [TestMode] {
+        threadSanitizerBuild ? [.automatic] : [.automatic, .atomic, .fence, .atomicFence, .seqCst]
+    }
 
     public var testDescription: String { rawValue }
 
@@ -28,6 +36,10 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
         case .atomic: return .init(allowsRseq: false, honorsEnvironment: false)
         case .fence: return .init(allowsMembarrier: false, honorsEnvironment: false)
         case .atomicFence: return .init(allowsRseq: false, allowsMembarrier: false, honorsEnvironment: false)
+        case .seqCst:
+            var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+            configuration.forcesSequentiallyConsistent = true
+            return configuration
         }
     }
 
@@ -35,6 +47,13 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
         RCUDomain(configuration: configuration)
     }
 }
+
+/// Whether the ThreadSanitizer runtime is in the process (its entry point is
+/// exported), found independently of the library's own compile-time check.
+public let threadSanitizerBuild: Bool = dlsym(nil, "__tsan_init") != nil
+
+/// Whether the AddressSanitizer runtime is in the process.
+public let addressSanitizerBuild: Bool = dlsym(nil, "__asan_init") != nil
 
 /// The canary: a domain whose synchronize() does not wait.
 public func makeBrokenDomain() -> RCUDomain {

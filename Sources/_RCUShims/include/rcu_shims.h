@@ -46,7 +46,11 @@ typedef struct rcu_shim_header {
     uint32_t waiters;       // @12
     /// glibc's `__rseq_offset`: the thread's `struct rseq` is at %fs:offset.
     int64_t rseq_offset;    // @16
-    char pad[RCU_SHIM_LINE - 24];
+    /// The seq_cst mode's pairing word (ThreadSanitizer builds,
+    /// RCU_FORCE_SEQCST): every ordering point of that mode is a seq_cst
+    /// RMW of this word. Unused by the other modes.
+    uint64_t sc_word;       // @24
+    char pad[RCU_SHIM_LINE - 32];
 } rcu_shim_header;
 
 typedef struct rcu_shim_slot {
@@ -77,6 +81,10 @@ uint32_t rcu_shim_possible_cpus(void);
 int rcu_shim_rseq_usable(void);
 /// glibc's `__rseq_offset`, or 0 when rseq is unusable.
 int64_t rcu_shim_rseq_offset(void);
+
+/// 1 when this C target was compiled with ThreadSanitizer (-fsanitize=thread,
+/// which `swift build --sanitize=thread` passes to every C target), else 0.
+int rcu_shim_built_with_tsan(void);
 
 /// membarrier(2). `query` returns the supported-command mask or -errno.
 int rcu_shim_membarrier_query(void);
@@ -167,6 +175,36 @@ static inline __attribute__((always_inline))
 void rcu_shim_atomic_unlock(rcu_shim_state *state, uint32_t slot, long index) {
     __asm__ __volatile__("" ::: "memory");
     __atomic_fetch_add(&state->slots[slot].aunlock[index & 1], 1, __ATOMIC_RELEASE);
+}
+
+// MARK: - The seq_cst mode (ThreadSanitizer)
+//
+// ThreadSanitizer sees neither the rseq commits (asm), nor membarrier(2), nor
+// standalone fences. In this mode every pairing of the algorithm is between
+// atomic read-modify-writes it models: the counters are seq_cst RMWs, and
+// each fence of the fence mode becomes a seq_cst RMW of the one word
+// `header.sc_word`, so the two sides of each store-buffering pair (reader
+// (B) against updater (A), (C), (W), (P)) synchronise through that word in
+// C11 as in TSan: whichever RMW comes second in its modification order
+// acquires the other's history. docs/design.md §8.
+
+/// An ordering point of the seq_cst mode: a seq_cst RMW of `sc_word`.
+static inline __attribute__((always_inline))
+void rcu_shim_sc_point(rcu_shim_state *state) {
+    __atomic_fetch_add(&state->header.sc_word, 1, __ATOMIC_SEQ_CST);
+}
+
+/// seq_cst-mode lock increment (the caller then issues rcu_shim_sc_point, (B)).
+static inline __attribute__((always_inline))
+void rcu_shim_sc_lock(rcu_shim_state *state, uint32_t slot, long index) {
+    __atomic_fetch_add(&state->slots[slot].alock[index & 1], 1, __ATOMIC_SEQ_CST);
+}
+
+/// seq_cst-mode unlock increment: (D) itself, a release (seq_cst) RMW
+/// paired with the scans' acquire loads.
+static inline __attribute__((always_inline))
+void rcu_shim_sc_unlock(rcu_shim_state *state, uint32_t slot, long index) {
+    __atomic_fetch_add(&state->slots[slot].aunlock[index & 1], 1, __ATOMIC_SEQ_CST);
 }
 
 /// Sum over every slot of the unlock counts (rseq + atomic) for `index`.
