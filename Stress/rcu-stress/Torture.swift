@@ -459,6 +459,15 @@ struct TortureRun: ImplVisitor {
             // its registered readers (a synchronize there would wait for
             // threads that do not exist).
             let usesLibrary = impl is RCUImpl
+            if usesLibrary {
+                // Warm up in the parent what the child will run: a child
+                // that first instantiates Swift type metadata can block on a
+                // runtime lock another parent thread held at fork() (the one
+                // child that hung in the fault matrix did so on its first
+                // fork, while the run's threads were starting).
+                impl.retireNewObject()
+                impl.barrier()
+            }
             faultThreads.append(StressThreadBox(StressThread {
                 while !stop.isSet {
                     if !forkAndCheckChild({
