@@ -462,9 +462,9 @@ struct TortureRun: ImplVisitor {
             if usesLibrary {
                 // Warm up in the parent what the child will run: a child
                 // that first instantiates Swift type metadata can block on a
-                // runtime lock another parent thread held at fork() (the one
-                // child that hung in the fault matrix did so on its first
-                // fork, while the run's threads were starting).
+                // runtime lock another parent thread held at fork(). (One
+                // child in the fault matrix hung on a run's first fork, while
+                // its threads were starting; likely this, not proven.)
                 impl.retireNewObject()
                 impl.barrier()
             }
