@@ -503,7 +503,7 @@ internal final class _Reclaimer: @unchecked Sendable {
     }
 
     /// The pause between batches (see `pace`).
-    static let pacingNanoseconds: Int64 = 1_000_000
+    static let pacingNanoseconds: Int64 = 10_000_000
 
     /// Whether anything is queued or requested (a seq_cst read of the claims).
     private func hasWork(_ domain: RCUDomain) -> Bool {
