@@ -40,7 +40,7 @@ func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
                         ("violations", \.violations), ("leaked", \.leaked), ("signal_reads", \.signalReads)] {
         result[keyPath: path] = jsonInteger(output, key) ?? 0
     }
-    for key in ["missed_stable", "duplicates", "poisoned", "traversals", "buckets_min", "buckets_max", "forks", "fork_failures"] {
+    for key in ["missed_stable", "duplicates", "poisoned", "traversals", "buckets_min", "buckets_max", "forks", "fork_failures", "rss_start_kb", "rss_end_kb", "rss_peak_kb"] {
         if let value = jsonInteger(output, key) { result.details.append((key, value)) }
     }
     if let seconds = jsonNumber(output, "duration_s") { result.seconds = seconds }

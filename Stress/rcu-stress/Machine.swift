@@ -38,3 +38,30 @@ struct Machine {
         "\(cpus) CPUs, kernel \(kernel), rseq \(rseq ? "yes" : "no"), membarrier \(membarrier ? "yes" : "no"); RCUDomain.shared runs \(defaultMode)"
     }
 }
+
+/// Resident set size of this process in KiB (/proc/self/statm), 0 if unknown.
+func residentKilobytes() -> Int {
+    guard let text = readSmallFile("/proc/self/statm") else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / 1024
+}
+
+/// Peak resident set size in KiB (VmHWM in /proc/self/status), 0 if unknown.
+func peakResidentKilobytes() -> Int {
+    guard let text = readSmallFile("/proc/self/status") else { return 0 }
+    for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        return Int(line.dropFirst(6).filter(\.isNumber)) ?? 0
+    }
+    return 0
+}
+
+private func readSmallFile(_ path: String) -> String? {
+    let descriptor = open(path, O_RDONLY)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var bytes = [UInt8](repeating: 0, count: 8192)
+    let count = bytes.withUnsafeMutableBytes { read(descriptor, $0.baseAddress, $0.count) }
+    guard count > 0 else { return nil }
+    return String(decoding: bytes[0..<count], as: UTF8.self)
+}

@@ -413,6 +413,7 @@ struct TortureRun: ImplVisitor {
             _ = stress_install_handler(SIGUSR1, signalHandler)
         }
 
+        let rssAtStart = residentKilobytes()
         let start = nowNanoseconds()
         for _ in 0..<options.readerCount {
             threads.append(StressThreadBox(StressThread {
@@ -523,6 +524,8 @@ struct TortureRun: ImplVisitor {
         result.leaked = leaked
         result.ageHistogram = counters.histogram.withLock { $0 }
         result.interrupted = interruptRequested.load(ordering: .relaxed)
+        result.details += [("rss_start_kb", rssAtStart), ("rss_end_kb", residentKilobytes()),
+                           ("rss_peak_kb", peakResidentKilobytes())]
         if faults.contains(.fork) {
             result.details += [("forks", counters.forks.load(ordering: .relaxed)),
                                ("fork_failures", counters.forkFailures.load(ordering: .relaxed))]
