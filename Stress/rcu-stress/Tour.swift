@@ -7,7 +7,7 @@
 func runTour(quick: Bool) -> Int32 {
     installInterruptHandler()
     print("rcu-stress tour\(quick ? " (quick)" : ""): \(Machine.current.summary)")
-    let tortureSeconds = quick ? 1.0 : 4.0
+    let tortureSeconds = quick ? 1.0 : 3.0
     let allFaults = Fault.available
     var results: [TortureResult] = []
     var problems: [String] = []
@@ -81,7 +81,7 @@ func runTour(quick: Bool) -> Int32 {
     var benchResults: [BenchResult] = []
     if !interruptRequested.load(ordering: .relaxed) {
         var options = BenchOptions()
-        options.duration = quick ? 0.15 : 0.6
+        options.duration = quick ? 0.15 : 0.3
         options.rounds = 3
         benchResults = runBench(options)
         print("benchmarks (\(options.rounds) interleaved rounds, medians):")
