@@ -97,6 +97,7 @@ public struct RCUStatistics: Sendable, CustomStringConvertible {
     public var description: String {
         func text(_ duration: Duration) -> String {
             let ns = Double(duration.components.seconds) * 1e9 + Double(duration.components.attoseconds) * 1e-9
+            if ns == 0 { return "0" }
             if ns >= 1e9 { return _format(ns / 1e9) + " s" }
             if ns >= 1e6 { return _format(ns / 1e6) + " ms" }
             if ns >= 1e3 { return _format(ns / 1e3) + " us" }
