@@ -397,12 +397,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
                         node.next.store(current._withUnsafeGuaranteedRef { $0.next.load(ordering: .relaxed) }, ordering: .relaxed)
                         // Release (W1): publishes the new entry's fields; pairs
                         // with (L2)/(L4) in _lookup.
-                        if let previous {
-                            previous._withUnsafeGuaranteedRef { $0.next.store(newBits, ordering: .releasing) }
-                            slot.pointee.store(head, ordering: .releasing)  // unlock
-                        } else {
-                            slot.pointee.store(newBits, ordering: .releasing)  // link and unlock
-                        }
+                        Self._relink(after: previous, in: slot, head: head, to: newBits)
                         retiredBits = currentBits
                         return .replaced(old)
                     }
@@ -447,12 +442,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
                         let old = current._withUnsafeGuaranteedRef { $0.value }
                         // Release (W2): readers at the removed entry still
                         // follow its unchanged `next`; pairs with (L4).
-                        if let previous {
-                            previous._withUnsafeGuaranteedRef { $0.next.store(successor, ordering: .releasing) }
-                            slot.pointee.store(head, ordering: .releasing)  // unlock
-                        } else {
-                            slot.pointee.store(successor, ordering: .releasing)  // unlink and unlock
-                        }
+                        Self._relink(after: previous, in: slot, head: head, to: successor)
                         retiredBits = currentBits
                         return .removed(old)
                     }
@@ -468,6 +458,21 @@ public final class RCUHashMap<Key: Hashable, Value> {
             if _counters.add(-1, hint: _cpuSlot()) || small { _resizeIfNeeded() }
         }
         return outcome
+    }
+
+    /// Points the link to the current entry (`previous`'s `next`, or the
+    /// bucket head when `previous` is nil) at `bits`, and unlocks the
+    /// bucket: with one release store at the head, or a release store into
+    /// `previous` followed by the unlocking store of the unchanged head.
+    @inlinable @inline(__always)
+    internal static func _relink(after previous: Unmanaged<_Node>?, in slot: UnsafeMutablePointer<Atomic<UInt>>,
+                                 head: UInt, to bits: UInt) {
+        if let previous {
+            previous._withUnsafeGuaranteedRef { $0.next.store(bits, ordering: .releasing) }
+            slot.pointee.store(head, ordering: .releasing)  // unlock
+        } else {
+            slot.pointee.store(bits, ordering: .releasing)  // link and unlock
+        }
     }
 
     /// Locks the bucket of `hash` in the newest table that owns it. Call
