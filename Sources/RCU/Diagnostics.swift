@@ -41,6 +41,17 @@ public struct RCUStallReport: Sendable, CustomStringConvertible {
     /// 1 for the first report of this stall, 2 for the next one a
     /// `stallTimeout` later, and so on.
     public let number: Int
+    /// Blocking waits of this domain (``RCUDomain/synchronize()``,
+    /// ``RCUDomain/synchronize(until:)``, ``RCUDomain/barrier()``) that
+    /// threads are running from inside a `read {}` section, of this or any
+    /// other domain.
+    ///
+    /// Release builds do not track which domain a thread's sections belong
+    /// to, so they cannot stop a `synchronize()` inside a section of its own
+    /// domain; such a call waits for itself forever. A nonzero value here is
+    /// the likely cause of the stall. Token sections (``RCUDomain/lock()``)
+    /// are not counted.
+    public let waitsInsideReadSections: Int
 
     public var description: String {
         let slotText = slots.isEmpty
@@ -49,6 +60,9 @@ public struct RCUStallReport: Sendable, CustomStringConvertible {
         let seconds = Double(waited.components.seconds) + Double(waited.components.attoseconds) * 1e-18
         return "swift-rcu: grace period of \(domain) stalled for \(_format(seconds)) s waiting for readers of index \(index);"
             + " unbalanced CPU slots: \(slotText); \(pendingCallbacks) callbacks pending (report \(number))"
+            + (waitsInsideReadSections == 0 ? "" :
+                "; \(waitsInsideReadSections) synchronize/barrier call(s) waiting inside read {} sections:"
+                + " one inside a section of this domain waits for itself")
     }
 }
 
@@ -238,9 +252,22 @@ extension RCUDomain {
         let report = RCUStallReport(
             domain: description, index: index, slots: _unbalancedSlots(index, baseline: baseline),
             waited: .nanoseconds(Int64(now - stall.started)), pendingCallbacks: pendingCallbacks,
-            number: stall.reports)
+            number: stall.reports, waitsInsideReadSections: _waitsInsideReadSections.load(ordering: .relaxed))
         _statistics.withLock { $0.stallReports &+= 1 }
         stallHandler(report)
+    }
+}
+
+extension RCUDomain {
+    /// Runs the blocking wait `wait`, counted in `_waitsInsideReadSections`
+    /// while it runs if the calling thread is inside a `read {}` section.
+    /// One thread-local load when it is not.
+    @inline(__always)
+    internal func _noteReadDepth<Result>(_ wait: () -> Result) -> Result {
+        guard rcu_shim_depth() > 0 else { return wait() }
+        _waitsInsideReadSections.add(1, ordering: .relaxed)
+        defer { _waitsInsideReadSections.subtract(1, ordering: .relaxed) }
+        return wait()
     }
 }
 

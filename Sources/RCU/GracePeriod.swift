@@ -35,10 +35,11 @@ extension RCUDomain {
     ///   two `membarrier(2)` calls plus the wait for the readers.
     /// - Warning: Never call it inside a read section of the same domain on
     ///   the same thread: it would wait for itself. Debug builds stop with a
-    ///   message; release builds hang.
+    ///   message; release builds hang, and the stall report names the wait
+    ///   (``RCUStallReport/waitsInsideReadSections``).
     public func synchronize() {
         _assertNotReading("synchronize()")
-        _waitForSequence(_snapshotState()._sequence, countsCall: true)
+        _noteReadDepth { _waitForSequence(_snapshotState()._sequence, countsCall: true) }
     }
 
     /// Runs grace periods until the sequence reaches `target`, or returns when

@@ -54,7 +54,7 @@ extension RCUDomain {
     public func synchronize(until state: RCUGracePeriodState) {
         if poll(state) { return }
         _assertNotReading("synchronize(until:)")
-        _waitForSequence(state._sequence, countsCall: true)
+        _noteReadDepth { _waitForSequence(state._sequence, countsCall: true) }
     }
 
     /// Waits for a grace period without blocking the calling thread: the task

@@ -63,6 +63,10 @@ public final class RCUDomain: @unchecked Sendable {
     internal let _gpLock = _RCUMutex<_GracePeriodCounters>(_GracePeriodCounters())
     /// When the running grace period started (monotonic ns), 0 when none runs.
     internal let _gpStartedAt = Atomic<UInt64>(0)
+    /// Blocking waits (synchronize, synchronize(until:), barrier) now running
+    /// on threads inside a `read {}` section of some domain; stall reports
+    /// name them (Diagnostics.swift).
+    internal let _waitsInsideReadSections = Atomic<Int>(0)
     /// Statistics counts (Diagnostics.swift), outside `_gpLock`.
     internal let _statistics = _RCUMutex<_DomainStatistics>(_DomainStatistics())
     /// Stall reports: the threshold (0 = off) and the handler.

@@ -65,7 +65,7 @@ extension RCUDomain {
     ///   with a message for the former, every build for the latter.
     public func barrier() {
         _assertNotReading("barrier()")
-        _reclaimer.barrier(self)
+        _noteReadDepth { _reclaimer.barrier(self) }
     }
 
     /// The asynchronous ``barrier()``: suspends instead of blocking, and is

@@ -55,8 +55,37 @@ struct DiagnosticsTests {
             #expect(report.slots.contains { $0.balance == 1 })
             #expect(report.waited >= .milliseconds(300))
             #expect(report.description.contains("stalled"))
+            #expect(report.waitsInsideReadSections == 0)
         }
         #expect(domain.statistics.stallReports == 1)
+    }
+
+    @Test("A report counts the synchronize calls waiting inside read sections")
+    func waitsInsideReadSections() {
+        var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+        configuration.stallTimeout = .milliseconds(200)
+        let domain = RCUDomain(configuration: configuration)
+        let other = RCUDomain(configuration: RCUDomain.Configuration(honorsEnvironment: false))
+        let collector = StallCollector()
+        domain.stallHandler = collector.handler
+        let entered = Flag()
+        let reader = holdSection(domain, entered: entered) { collector.first.isSet }
+        #expect(entered.wait())
+        // A section of another domain: allowed, and counted, because a release
+        // build could not tell it from one of `domain` (which would never end).
+        other.read { other.read { domain.synchronize() } }
+        reader.join()
+        let reports = collector.reports.withLock { $0 }
+        #expect(reports.count == 1)
+        #expect(reports.first?.waitsInsideReadSections == 1)
+        #expect(reports.first?.description.contains("waiting inside read {} sections") == true)
+        // The count ends with the wait.
+        let later = Flag()
+        let second = holdSection(domain, entered: later) { collector.reports.withLock { $0.count } >= 2 }
+        #expect(later.wait())
+        domain.synchronize()
+        second.join()
+        #expect(collector.reports.withLock { $0.last?.waitsInsideReadSections } == 0)
     }
 
     @Test("Reports repeat after each further timeout while the stall lasts")
