@@ -37,6 +37,7 @@ expect_usage_error oracle
 expect_usage_error oracle --workload pointer
 expect_usage_error oracle --workload hashmap --ops 0
 expect_usage_error oracle --workload list --seed -1
+expect_usage_error stall --inside-read --seconds 3
 
 json="$("$bin" torture --flavor broken --duration 2 --json)"
 if [[ "$json" == \{*\} ]] && [[ "$json" =~ \"violations\":[1-9] ]]; then
@@ -68,6 +69,18 @@ for workload in hashmap list; do
     fi
 done
 
+# The misuse release builds cannot stop must not hang silently: synchronize()
+# inside its own read section is reported (and the report counts the wait).
+set +e
+selfwait="$(timeout 30 "$bin" stall --inside-read --timeout 0.3 2>&1)"
+status=$?
+set -e
+if [ "$status" -eq 0 ] && [[ "$selfwait" == *"waiting inside read {} sections"* ]]; then
+    echo "ok: stall --inside-read: synchronize() inside its own read section is reported"
+else
+    echo "FAIL: stall --inside-read exited $status: $selfwait"; failures=$((failures + 1))
+fi
+
 out="$(mktemp)"
 "$bin" torture --flavor rcu --duration 60 --faults signals >"$out" 2>/dev/null &
 pid=$!
@@ -80,5 +93,5 @@ else
     echo "FAIL: SIGINT run exited $status: $(cat "$out")"; failures=$((failures + 1))
 fi
 rm -f "$out"
-echo "$(( 26 - failures )) passed, $failures failed"
+echo "$(( 28 - failures )) passed, $failures failed"
 [ "$failures" -eq 0 ]

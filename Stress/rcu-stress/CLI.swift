@@ -25,7 +25,7 @@ let usageText = """
                             [--json] [--svg FILE]
            rcu-stress storm [--duration SECONDS] [--stall SECONDS] [--bound N] [--retirers N] [--json]
            rcu-stress oracle --workload W [--seed N] [--ops N] [--readers N] [--json]
-           rcu-stress stall [--seconds SECONDS] [--timeout SECONDS] [--json]
+           rcu-stress stall [--seconds SECONDS] [--timeout SECONDS] [--inside-read] [--json]
            rcu-stress help
 
       flavors F: \(FlavorName.allCases.map(\.rawValue).joined(separator: ", ")) (default rcu)
@@ -48,7 +48,9 @@ let usageText = """
                   (defaults: seed 1, 1000000 ops, 1 reader)
 
       stall       one reader stalls for --seconds (default 12) while synchronize() waits;
-                  expects one stall report per --timeout (default 10, the library's)
+                  expects one stall report per --timeout (default 10, the library's);
+                  --inside-read: the misuse instead, synchronize() inside a read section of
+                  the same domain, which must be reported (release builds; debug builds stop)
 
       storm       retire flood against a small memory bound while one reader stalls
                   (defaults: 60 s, stall 5 s, bound 65536, 2 retirers); exit 0 if the
@@ -271,15 +273,22 @@ private func parseOracle(_ arguments: [String]) throws(UsageError) -> OracleOpti
 
 private func parseStall(_ arguments: [String]) throws(UsageError) -> StallOptions {
     var options = StallOptions()
-    var reader = OptionReader(arguments: arguments, flags: ["--json"])
+    var reader = OptionReader(arguments: arguments, flags: ["--json", "--inside-read"])
+    var secondsGiven = false
     while let (name, value) = try reader.next() {
         switch name {
-        case "--seconds": options.seconds = try parseDuration(value, option: name)
+        case "--seconds":
+            options.seconds = try parseDuration(value, option: name)
+            secondsGiven = true
         case "--timeout": options.timeout = try parseDuration(value, option: name)
         case "--json": options.json = true
+        case "--inside-read": options.insideRead = true
         default:
-            throw UsageError(message: "unknown option '\(name)' for stall; accepted: --seconds, --timeout, --json")
+            throw UsageError(message: "unknown option '\(name)' for stall; accepted: --seconds, --timeout, --inside-read, --json")
         }
+    }
+    if options.insideRead && secondsGiven {
+        throw UsageError(message: "--seconds does not apply to stall --inside-read: its reader never leaves")
     }
     return options
 }

@@ -3,6 +3,8 @@
 // the domain's stall threshold is `--timeout` (the library's default, 10 s,
 // unless given). Expects exactly floor(seconds / timeout) reports, each
 // naming a CPU slot with the one open section; exit 0 when that holds.
+// `--inside-read` checks the misuse instead: synchronize() inside a read
+// section of its own domain, which release builds cannot stop.
 import Glibc
 import RCU
 import Synchronization
@@ -11,9 +13,11 @@ struct StallOptions {
     var seconds = 12.0
     var timeout = 10.0
     var json = false
+    var insideRead = false
 }
 
 func runStall(_ options: StallOptions) -> Int32 {
+    if options.insideRead { runInsideRead(options) }
     var configuration = RCUDomain.Configuration()
     configuration.stallTimeout = .nanoseconds(Int64(options.timeout * 1e9))
     let domain = RCUDomain(configuration: configuration)
@@ -57,4 +61,38 @@ func runStall(_ options: StallOptions) -> Int32 {
         print(passed ? "PASS" : "FAIL")
     }
     return passed ? 0 : 1
+}
+
+/// synchronize() inside a read section of its own domain waits for itself.
+/// A debug build stops at the call with a message; a release build must
+/// report it as a stall whose `waitsInsideReadSections` counts the call.
+/// The wait can never end, so the first report decides and exits.
+private func runInsideRead(_ options: StallOptions) -> Never {
+    var configuration = RCUDomain.Configuration()
+    configuration.stallTimeout = .nanoseconds(Int64(options.timeout * 1e9))
+    let domain = RCUDomain(configuration: configuration)
+    domain.stallHandler = { report in
+        RCUDomain.defaultStallHandler(report)
+        let counted = report.waitsInsideReadSections == 1
+        let named = report.slots.contains { $0.balance == 1 }
+        let passed = counted && named
+        if options.json {
+            print(JSON.object([
+                ("tool", .string("rcu-stress")), ("command", .string("stall")),
+                ("inside_read", .bool(true)), ("timeout_s", .number(options.timeout)),
+                ("reports", .integer(1)), ("waits_inside_read_sections", .integer(Int64(report.waitsInsideReadSections))),
+                ("slots", .array(report.slots.map { .integer(Int64($0.cpu)) })),
+            ]).render())
+        } else {
+            print("rcu-stress stall --inside-read: \(Machine.current.summary)")
+            print("synchronize() inside its own read section, threshold \(fixed(options.timeout, 1)) s: reported"
+                  + (counted ? ", the report counts the wait" : ", but waitsInsideReadSections is \(report.waitsInsideReadSections), not 1")
+                  + (named ? "" : "; the report did not name the section's slot"))
+            print(passed ? "PASS" : "FAIL")
+        }
+        exit(passed ? 0 : 1)  // flushes stdout; the grace period cannot end, so leave from here
+    }
+    domain.read { domain.synchronize() }
+    print("FAIL: synchronize() inside its own read section returned")
+    exit(1)
 }
