@@ -194,14 +194,18 @@ extension RCUDomain {
         let stats = _statistics.withLock { $0 }
         let started = _gpStartedAt.load(ordering: .relaxed)
         let now = _monotonicNanoseconds()
+        // Run before queued: items are counted as queued before they can
+        // run, so this order never shows more run than queued.
+        let run = _reclaimer.processed.load(ordering: .acquiring)
+        let queued = _reclaimer.totalEnqueued(self)
         return RCUStatistics(
             mode: mode,
             gracePeriods: gracePeriodsCompleted,
             gracePeriodLatency: stats.latency.summary,
             synchronizeCalls: stats.synchronizeCalls,
             synchronizeCallsSharingAGracePeriod: stats.sharedCalls,
-            callbacksQueued: _reclaimer.totalEnqueued(self),
-            callbacksRun: _reclaimer.processed.load(ordering: .acquiring),
+            callbacksQueued: queued,
+            callbacksRun: run,
             pendingCallbacks: pendingCallbacks,
             peakPendingCallbacks: peakPendingCallbacks,
             longestCurrentWait: started == 0 || now < started ? .zero : .nanoseconds(Int64(now - started)),
@@ -214,8 +218,10 @@ extension RCUDomain {
     ///
     /// - Warning: The handler runs on the thread whose grace period stalled,
     ///   while it holds the domain's grace-period lock: it must return
-    ///   promptly and must not call ``synchronize()``, ``barrier()`` or a
-    ///   polled wait of this domain. Reading ``statistics`` is fine.
+    ///   promptly. Calling ``synchronize()``, ``synchronize(until:)`` or
+    ///   ``barrier()`` of this domain from it would wait for itself and stops
+    ///   the process with a message instead. `retire` and `defer` never wait
+    ///   there, even past the memory bound. Reading ``statistics`` is fine.
     public var stallHandler: @Sendable (RCUStallReport) -> Void {
         get { _stallHandler.withLock { $0 } }
         set { _stallHandler.withLock { $0 = newValue } }
@@ -248,13 +254,17 @@ extension RCUDomain {
         let now = _monotonicNanoseconds()
         guard now >= stall.nextReport else { return }
         stall.reports += 1
-        stall.nextReport = now + stall.timeout
+        stall.nextReport = _StallClock.adding(stall.timeout, to: now)
         let report = RCUStallReport(
             domain: description, index: index, slots: _unbalancedSlots(index, baseline: baseline),
             waited: .nanoseconds(Int64(now - stall.started)), pendingCallbacks: pendingCallbacks,
             number: stall.reports, waitsInsideReadSections: _waitsInsideReadSections.load(ordering: .relaxed))
         _statistics.withLock { $0.stallReports &+= 1 }
-        stallHandler(report)
+        let handler = stallHandler
+        let outer = rcu_shim_in_stall_handler()
+        rcu_shim_set_in_stall_handler(_id)
+        handler(report)
+        rcu_shim_set_in_stall_handler(outer)
     }
 }
 
@@ -281,6 +291,12 @@ internal struct _StallClock {
     init(started: UInt64, timeout: UInt64) {
         self.started = started
         self.timeout = timeout
-        nextReport = started &+ timeout
+        nextReport = Self.adding(timeout, to: started)
+    }
+
+    /// `time + timeout`, saturating: a timeout of years means "never".
+    static func adding(_ timeout: UInt64, to time: UInt64) -> UInt64 {
+        let (sum, overflow) = time.addingReportingOverflow(timeout)
+        return overflow ? .max : sum
     }
 }

@@ -9,9 +9,14 @@ import _RCUShims
 // The handlers (pthread_atfork) make fork() happen at a quiet point for
 // every domain and repair the child:
 // - prepare: take, in the parent's forking thread, every domain's
-//   grace-period lock, statistics lock and reclamation locks, so no grace
-//   period or batch is in flight and no lock is held by a thread that will
-//   not exist (a running grace period delays the fork until it ends);
+//   grace-period lock, then its statistics, stall-handler and reclamation
+//   locks, so no grace period or batch is in flight and no lock is held by a
+//   thread that will not exist (a running grace period delays the fork
+//   until it ends). A grace period may wait for a reader that needs one of
+//   these locks (a reader of domain B reading A's statistics or retiring
+//   into A), so the forking thread never waits for a grace-period lock while
+//   it holds another library lock: it try-locks them all, and when one is
+//   busy it lets go of everything, waits for that one alone, and tries again;
 // - parent: release them;
 // - child: release them (a default pthread mutex can be unlocked by the
 //   same thread under its new thread id), count every open section as ended
@@ -20,6 +25,10 @@ import _RCUShims
 //   callback and retired object queued before fork() (see below), drop
 //   async waiters (their executors' threads are gone), and let the worker
 //   start again on first use.
+//
+// A thread that forks inside a token section while another thread runs a
+// grace period of that domain waits forever: the grace period waits for the
+// forking thread's section. Debug builds stop with a message instead.
 //
 // Callbacks and retired objects pending at fork() run in the parent only.
 // In the child they are dropped without running (their objects leak there):
@@ -54,14 +63,52 @@ internal enum _ForkSupport {
         if rcu_shim_depth() != 0 {
             fatalError("swift-rcu: fork() called inside an RCU read section: the child could not end it; fork outside read sections")
         }
-        registry._lockForFork()
+        lockGracePeriods()
+        // Held briefly by their users, who never wait for a grace period
+        // while holding them, and no grace period runs now.
         for domain in held {
             domain._withUnsafeGuaranteedRef { domain in
-                domain._gpLock._lockForFork()
                 domain._statistics._lockForFork()
+                domain._stallHandler._lockForFork()
                 domain._reclaimer.requests._lockForFork()
                 domain._reclaimer.freeChunks._lockForFork()
             }
+        }
+    }
+
+    /// Takes `registry` and every domain's grace-period lock without ever
+    /// waiting for one of them while holding another library lock.
+    private static func lockGracePeriods() {
+        // A grace-period lock taken by waiting, while nothing else was held
+        // (strong: its domain may go away while the registry is unlocked).
+        var waited: _RCUMutex<_GracePeriodCounters>?
+        while true {
+            registry._lockForFork()  // its users hold nothing else and never wait
+            let domains = held
+            #if DEBUG
+            for domain in domains where domain._withUnsafeGuaranteedRef({ $0._debugSectionsOpen }) {
+                fatalError("swift-rcu: fork() called inside a read section of \(domain.takeUnretainedValue()): a grace period in progress would wait for it forever, and the child could not end it; fork outside read sections")
+            }
+            #endif
+            var taken: [_RCUMutex<_GracePeriodCounters>] = []
+            var busy: _RCUMutex<_GracePeriodCounters>?
+            for domain in domains {
+                let lock = domain._withUnsafeGuaranteedRef { $0._gpLock }
+                if lock === waited || lock._tryLockForFork() {
+                    taken.append(lock)
+                } else {
+                    busy = lock
+                    break
+                }
+            }
+            if let waited, !taken.contains(where: { $0 === waited }) {
+                waited._unlockAfterFork()  // its domain was deinitialised meanwhile
+            }
+            guard let busy else { return }
+            for lock in taken { lock._unlockAfterFork() }
+            registry._unlockAfterFork()
+            busy._lockForFork()  // waits for that grace period alone
+            waited = busy
         }
     }
 
@@ -70,6 +117,7 @@ internal enum _ForkSupport {
             domain._withUnsafeGuaranteedRef { domain in
                 domain._reclaimer.freeChunks._unlockAfterFork()
                 domain._reclaimer.requests._unlockAfterFork()
+                domain._stallHandler._unlockAfterFork()
                 domain._statistics._unlockAfterFork()
                 domain._gpLock._unlockAfterFork()
             }
@@ -83,6 +131,7 @@ internal enum _ForkSupport {
                 domain._repairAfterFork()
                 domain._reclaimer.freeChunks._unlockAfterFork()
                 domain._reclaimer.requests._unlockAfterFork()
+                domain._stallHandler._unlockAfterFork()
                 domain._statistics._unlockAfterFork()
                 domain._gpLock._unlockAfterFork()
             }
@@ -101,6 +150,8 @@ extension RCUDomain {
         }
         rcu_shim_reset_waiters(_state)
         _gpStartedAt.store(0, ordering: .relaxed)
+        // The threads counted here are gone (this one is not waiting).
+        _waitsInsideReadSections.store(0, ordering: .relaxed)
         _reclaimer._repairAfterFork()
     }
 }
@@ -110,25 +161,23 @@ extension _Reclaimer {
     fileprivate func _repairAfterFork() {
         workerState.store(0, ordering: .relaxed)
         workerIdle.store(false, ordering: .relaxed)
-        // The batch the worker had detached lives only on its stack.
-        processed.wrappingAdd(inFlight.exchange(0, ordering: .relaxed), ordering: .relaxed)
         // Their tasks' executor threads do not exist in the child.
         requests._state.pointee.sequenceWaiters.removeAll()
+        // Every item queued before fork() is the parent's: the child drops it
+        // (its object leaks there) rather than run a deinit or callback that
+        // may take a lock some vanished thread held. Each shard gets an empty
+        // chunk; the old chain is released (the chunks hold bits, not
+        // references), or leaked if the parent's worker had detached part of
+        // it. The child is single-threaded here, so the counts are set, not
+        // patched: everything queued so far counts as processed, whatever the
+        // worker or a writer was in the middle of.
+        var queued = 0
         for shard in shards {
-            var link: _RetiredChunk? = Unmanaged<_RetiredChunk>
-                .fromOpaque(UnsafeRawPointer(bitPattern: shard.current.load(ordering: .relaxed))!)
-                .takeUnretainedValue()
-            while let chunk = link {
-                // Every item queued before fork() is the parent's: drop it
-                // here (its object leaks in the child) rather than run a
-                // deinit or callback that may take a lock some vanished
-                // thread held. Slots claimed but never filled go the same way.
-                let claimed = min(chunk.claimed.load(ordering: .relaxed), _RetiredChunk.capacity)
-                for slot in 0..<claimed {
-                    chunk.items[slot].store(Self.holeBits, ordering: .relaxed)
-                }
-                link = chunk.next
-            }
+            let fresh = UInt(bitPattern: Unmanaged.passRetained(_RetiredChunk()).toOpaque())
+            let old = shard.current.exchange(fresh, ordering: .relaxed)
+            Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: old)!).release()
+            queued &+= shard.accounted.load(ordering: .relaxed)
         }
+        processed.store(queued, ordering: .relaxed)
     }
 }

@@ -15,6 +15,8 @@ internal struct _GracePeriodCounters {
     /// stall report names the slots that moved since (sections that ended
     /// on another CPU leave permanent per-slot differences).
     var baseline: [[Int64]] = [[], []]
+    /// The reading `_recordBaseline` checks before it replaces a baseline.
+    var scratch: [Int64] = []
 }
 
 extension RCUDomain {
@@ -46,6 +48,9 @@ extension RCUDomain {
     /// another caller's grace periods already did. (P) was issued by the
     /// caller's snapshot. `countsCall`: a user's synchronize, for statistics.
     internal func _waitForSequence(_ target: UInt64, countsCall: Bool = false) {
+        if rcu_shim_in_stall_handler() == _id {
+            fatalError("swift-rcu: a grace-period wait of \(self) called from a stall handler, which runs inside a grace period; it would wait for itself")
+        }
         let ranOwn = _gpLock.withLock { counters -> Bool in
             // The sequence only advances under this lock, so a follower that
             // waited here while a leader ran finds its target already reached.
@@ -188,14 +193,23 @@ extension RCUDomain {
 
     /// Remembers each slot's balance of a drained `index`, for stall
     /// reports (only when they are enabled).
+    ///
+    /// New readers may enter the active index while it is read (after the
+    /// fast path's scan). A reading whose balances do not sum to zero
+    /// includes such a section, which would hide it from a later report,
+    /// so it is discarded and the previous baseline kept.
     private func _recordBaseline(_ index: Int, _ counters: inout _GracePeriodCounters) {
         guard _stallTimeoutNanoseconds > 0 else { return }
-        if counters.baseline[index].count != _slotCount {
-            counters.baseline[index] = Array(repeating: 0, count: _slotCount)
+        if counters.scratch.count != _slotCount {
+            counters.scratch = Array(repeating: 0, count: _slotCount)
         }
+        var sum: Int64 = 0
         for slot in 0..<_slotCount {
-            counters.baseline[index][slot] = rcu_shim_slot_balance(_state, UInt32(slot), index)
+            let balance = rcu_shim_slot_balance(_state, UInt32(slot), index)
+            counters.scratch[slot] = balance
+            sum &+= balance
         }
+        if sum == 0 { swap(&counters.baseline[index], &counters.scratch) }
     }
 
     /// Scans before sleeping.

@@ -58,6 +58,8 @@ public final class _RCUMutex<State>: @unchecked Sendable {
     /// in the child, whose thread id differs).
     internal func _lockForFork() { pthread_mutex_lock(_mutex) }
     internal func _unlockAfterFork() { pthread_mutex_unlock(_mutex) }
+    /// For the fork handlers: take the lock if it is free now.
+    internal func _tryLockForFork() -> Bool { pthread_mutex_trylock(_mutex) == 0 }
 
     /// Runs `body` if the lock is free now; returns nil otherwise.
     @inlinable

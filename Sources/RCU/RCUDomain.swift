@@ -178,8 +178,11 @@ public final class RCUDomain: @unchecked Sendable {
         _inlineFastPath = usesRseq && usesMembarrier
         _skipsGracePeriods = configuration._skipsGracePeriods
         if let timeout = configuration.stallTimeout, timeout > .zero {
+            // Saturating: `.seconds(Int64.max)` means "never", not a trap.
             let (seconds, attoseconds) = timeout.components
-            _stallTimeoutNanoseconds = UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+            let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+            let (total, carry) = whole.addingReportingOverflow(UInt64(attoseconds / 1_000_000_000))
+            _stallTimeoutNanoseconds = overflow || carry ? .max : total
         } else {
             _stallTimeoutNanoseconds = 0
         }

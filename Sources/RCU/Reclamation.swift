@@ -85,7 +85,7 @@ extension RCUDomain {
     /// it never keeps the process from exiting.
     public func stopWorker() {
         barrier()
-        _reclaimer.stopWorker()
+        _reclaimer.stopWorker(self)
     }
 
     /// Callbacks and retired objects queued and not yet processed (exact when
@@ -164,9 +164,6 @@ internal final class _Reclaimer: @unchecked Sendable {
     // @unchecked Sendable: shared state is atomics, Mutex-protected, or the
     // C futex words, which are allocated once.
     static let callbackTag: UInt = 1
-    /// A slot a thread claimed but never filled because it did not survive
-    /// fork(): the child's worker skips it (see Fork.swift).
-    static let holeBits: UInt = 2
     static let maxChainGenerations = 16
 
     let shards: [_Shard]
@@ -176,10 +173,6 @@ internal final class _Reclaimer: @unchecked Sendable {
     let maxPending: Int
     /// Items processed so far.
     let processed = Atomic<Int>(0)
-    /// Items the worker has detached and not yet counted as processed: a
-    /// forked child, whose worker is gone, counts them as processed (they
-    /// are not released there).
-    let inFlight = Atomic<Int>(0)
     /// Items queued by callbacks (the worker thread), for barrier's chains.
     let chained = Atomic<Int>(0)
     let peakPending = Atomic<Int>(0)
@@ -246,8 +239,14 @@ internal final class _Reclaimer: @unchecked Sendable {
         return total
     }
 
+    /// Items queued and not yet processed. `processed` is read first: an
+    /// item is counted as queued before it can be processed, so the count
+    /// never misses an item queued before the call by reading a later
+    /// `processed`. It may still read up to a chunk per shard low while a
+    /// chunk is being swapped (the memory bound's margin covers that).
     func pending(_ domain: RCUDomain) -> Int {
-        max(0, totalEnqueued(domain) - processed.load(ordering: .acquiring))
+        let done = processed.load(ordering: .acquiring)
+        return max(0, totalEnqueued(domain) - done)
     }
 
     // MARK: Writers
@@ -319,7 +318,10 @@ internal final class _Reclaimer: @unchecked Sendable {
         var backlog = pending(domain)
         notePeak(backlog)
         guard backlog >= threshold else { return }
-        guard rcu_shim_depth() == 0, rcu_shim_runs_callbacks() == 0, !domain._debugSectionsOpen else { return }
+        // Never wait inside a section, on the worker, or in this domain's
+        // stall handler (it holds the grace-period lock the worker needs).
+        guard rcu_shim_depth() == 0, rcu_shim_runs_callbacks() == 0,
+              rcu_shim_in_stall_handler() != domain._id, !domain._debugSectionsOpen else { return }
         while backlog >= threshold {
             let seen = rcu_shim_word_load(progressWord)
             kick(domain)
@@ -380,6 +382,9 @@ internal final class _Reclaimer: @unchecked Sendable {
         if rcu_shim_runs_callbacks() != 0 {
             fatalError("swift-rcu: barrier() called from an RCU callback of \(domain); it would wait for itself")
         }
+        if rcu_shim_in_stall_handler() == domain._id {
+            fatalError("swift-rcu: barrier() called from a stall handler of \(domain), which runs inside a grace period; it would wait for itself")
+        }
         for _ in 0..<Self.maxChainGenerations {
             let chainedBefore = chained.load(ordering: .relaxed)
             let markers = queueMarkers(domain, continuation: nil)
@@ -437,7 +442,7 @@ internal final class _Reclaimer: @unchecked Sendable {
         pthread_detach(thread)
     }
 
-    func stopWorker() {
+    func stopWorker(_ domain: RCUDomain) {
         guard workerState.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
@@ -446,6 +451,9 @@ internal final class _Reclaimer: @unchecked Sendable {
             _ = rcu_shim_futex_wake(kickWord, 1)
             rcu_shim_sleep_ns(100_000)
         }
+        // A writer that queued while the state was 2 did not kick (the
+        // worker was running); it must not wait for the next writer.
+        if hasWork(domain) { kick(domain) }
     }
 
     /// The worker loop: detach, one grace period, run, repeat; sleep when idle;
@@ -536,7 +544,6 @@ internal final class _Reclaimer: @unchecked Sendable {
             shard.accounted.wrappingAdd(counted, ordering: .releasing)
             detached.append((shard, head, counted))
         }
-        inFlight.store(detached.reduce(0) { $0 + $1.counted }, ordering: .relaxed)
         let wanted = requests.withLock { $0.gracePeriodTarget }
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
         if needsGracePeriod {
@@ -590,7 +597,6 @@ internal final class _Reclaimer: @unchecked Sendable {
             }
         }
         rcu_shim_set_runs_callbacks(0)
-        inFlight.store(0, ordering: .relaxed)
         if count > 0 {
             if uncounted > 0 { processed.wrappingAdd(uncounted, ordering: .releasing) }
             rcu_shim_word_increment(progressWord)
@@ -600,7 +606,6 @@ internal final class _Reclaimer: @unchecked Sendable {
     }
 
     private static func run(_ bits: UInt) {
-        if bits == holeBits { return }
         if bits & callbackTag != 0 {
             let callback = Unmanaged<_DeferredCallback>.fromOpaque(UnsafeRawPointer(bitPattern: bits & ~callbackTag)!)
             callback.takeRetainedValue().body()

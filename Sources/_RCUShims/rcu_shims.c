@@ -22,6 +22,7 @@
 
 __thread __attribute__((tls_model("initial-exec"))) long rcu_shim_thread_read_depth = 0;
 __thread __attribute__((tls_model("initial-exec"))) int rcu_shim_thread_runs_callbacks = 0;
+__thread __attribute__((tls_model("initial-exec"))) uint64_t rcu_shim_thread_in_stall_handler = 0;
 
 uint32_t *rcu_shim_word_create(void) {
     void *memory = NULL;

@@ -64,7 +64,10 @@ struct ForkTests {
         for _ in 0..<forks {
             let child = systemFork()
             if child == 0 {
-                // The child: only this thread exists.
+                // The child: only this thread exists. Nothing it inherited
+                // is pending, whatever the worker was doing at fork().
+                let inherited = domain.statistics
+                if inherited.pendingCallbacks != 0 || inherited.callbacksRun != inherited.callbacksQueued { _exit(4) }
                 let before = ForkTracked.released.load(ordering: .relaxed)
                 domain.synchronize()
                 domain.retire(ForkTracked())
@@ -89,6 +92,56 @@ struct ForkTests {
         domain.barrier()
         #expect(ForkTracked.released.load(ordering: .relaxed) > before)
     }
+
+    // The deadlock this guards against: the forking thread held domain a's
+    // locks and waited for b's grace-period lock; b's grace period waited
+    // for a reader of b, which waited for a's statistics lock.
+    @Test("fork never deadlocks with a grace period whose reader needs another domain's lock",
+          .disabled(if: threadSanitizerBuild, "ThreadSanitizer cannot fork a multi-threaded exit-test child reliably"))
+    func forkAcrossDomains() async {
+        await #expect(processExitsWith: .success) {
+            _ = TestThread {  // watchdog: a deadlocked fork() never returns
+                sleepMicroseconds(120_000_000)
+                _exit(2)
+            }
+            let a = RCUDomain()  // created first: the lower id, locked first
+            let b = RCUDomain()
+            let stop = Flag()
+            let leader = TestThread { while !stop.isSet { b.synchronize() } }
+            let reader = TestThread {
+                while !stop.isSet { b.read { _ = a.statistics } }
+            }
+            let retirer = TestThread {
+                while !stop.isSet { b.read { a.retire(ForkTracked()) } }
+            }
+            for _ in 0..<200 {
+                let child = systemFork()
+                if child == 0 {
+                    a.synchronize()
+                    b.synchronize()
+                    _exit(0)
+                }
+                guard child > 0, childSucceeded(child, seconds: 30) else { _exit(3) }
+            }
+            stop.set()
+            for thread in [leader, reader, retirer] { thread.join() }
+            _exit(0)
+        }
+    }
+
+    #if DEBUG
+    @Test("fork inside a token section stops with a message (debug builds)")
+    func forkInsideTokenSection() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            let token = domain.lock()
+            _ = systemFork()
+            domain.unlock(token)
+        }
+        let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(text.contains("fork() called inside a read section of"))
+    }
+    #endif
 
     @Test("fork inside a read section stops with a message")
     func forkInsideReadSection() async {

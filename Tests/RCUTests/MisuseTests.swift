@@ -7,6 +7,9 @@ import RCU
 import RCUTestSupport
 import Testing
 
+/// An object retired from a stall handler.
+private final class HandlerRetired {}
+
 @Suite("Misuse")
 struct MisuseTests {
     private func stderrText(_ result: ExitTest.Result?) -> String {
@@ -43,6 +46,58 @@ struct MisuseTests {
         #expect(stderrText(result).contains("barrier() called inside 1 open read section(s)"))
     }
     #endif
+
+    @Test("synchronize or barrier from a stall handler stops with a message", arguments: ["synchronize", "barrier"])
+    func waitFromStallHandler(operation: String) async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) { [operation] in
+            var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+            configuration.stallTimeout = .milliseconds(50)
+            let domain = RCUDomain(configuration: configuration)
+            domain.stallHandler = { _ in
+                if operation == "barrier" { domain.barrier() } else { domain.synchronize() }
+            }
+            let token = domain.lock()  // released only if the handler returned
+            let waiter = TestThread { domain.synchronize() }
+            sleepMicroseconds(5_000_000)
+            domain.unlock(token)
+            waiter.join()
+        }
+        #expect(stderrText(result).contains("called from a stall handler"))
+    }
+
+    @Test("retire from a stall handler never waits, even past the memory bound")
+    func retireFromStallHandler() async {
+        await #expect(processExitsWith: .success) {
+            // Watchdog: a handler stuck in backpressure would never return.
+            _ = TestThread {
+                sleepMicroseconds(60_000_000)
+                _exit(2)
+            }
+            var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+            configuration.stallTimeout = .milliseconds(50)
+            configuration.maxPendingCallbacks = 64
+            let domain = RCUDomain(configuration: configuration)
+            let done = Flag()
+            domain.stallHandler = { _ in
+                // Far past the bound: the worker cannot make progress while
+                // this handler holds the grace-period lock.
+                for _ in 0..<4_096 { domain.retire(HandlerRetired()) }
+                done.set()
+            }
+            let entered = Flag()
+            let reader = TestThread {
+                let token = domain.lock()
+                entered.set()
+                _ = waitUntil(seconds: 30) { done.isSet }
+                domain.unlock(token)
+            }
+            _ = entered.wait()
+            domain.synchronize()
+            reader.join()
+            domain.barrier()
+            _exit(done.isSet && domain.pendingCallbacks == 0 ? 0 : 3)
+        }
+    }
 
     @Test("barrier called from a callback stops with a message")
     func barrierFromCallback() async {

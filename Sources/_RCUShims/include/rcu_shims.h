@@ -274,6 +274,12 @@ extern __thread __attribute__((tls_model("initial-exec"))) int rcu_shim_thread_r
 static inline int rcu_shim_runs_callbacks(void) { return rcu_shim_thread_runs_callbacks; }
 static inline void rcu_shim_set_runs_callbacks(int value) { rcu_shim_thread_runs_callbacks = value; }
 
+/// The id of the domain whose stall handler this thread is running (it runs
+/// with that domain's grace-period lock held), 0 when none.
+extern __thread __attribute__((tls_model("initial-exec"))) uint64_t rcu_shim_thread_in_stall_handler;
+static inline uint64_t rcu_shim_in_stall_handler(void) { return rcu_shim_thread_in_stall_handler; }
+static inline void rcu_shim_set_in_stall_handler(uint64_t domain) { rcu_shim_thread_in_stall_handler = domain; }
+
 /// A 32-bit futex word in its own cache line (calloc'd, never moves).
 uint32_t *rcu_shim_word_create(void);
 void rcu_shim_word_destroy(uint32_t *word);
