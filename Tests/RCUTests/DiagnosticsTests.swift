@@ -88,6 +88,26 @@ struct DiagnosticsTests {
         #expect(collector.reports.withLock { $0.last?.waitsInsideReadSections } == 0)
     }
 
+    @Test("A stallTimeout too large for nanoseconds means never, not a trap")
+    func hugeStallTimeout() {
+        var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+        configuration.stallTimeout = .seconds(Int64.max)
+        let domain = RCUDomain(configuration: configuration)
+        let collector = StallCollector()
+        domain.stallHandler = collector.handler
+        let entered = Flag()
+        let release = Flag()
+        let reader = holdSection(domain, entered: entered) { release.isSet }
+        #expect(entered.wait())
+        let waiter = TestThread { domain.synchronize() }
+        sleepMicroseconds(200_000)  // the grace period sleeps and checks its clock
+        release.set()
+        waiter.join()
+        reader.join()
+        #expect(collector.reports.withLock { $0.isEmpty })
+        #expect(domain.statistics.gracePeriods >= 1)
+    }
+
     @Test("Reports repeat after each further timeout while the stall lasts")
     func repeatedReports() {
         var configuration = RCUDomain.Configuration(honorsEnvironment: false)
