@@ -12,7 +12,8 @@ import _RCUShims
 //   grace-period lock, then its statistics, stall-handler and reclamation
 //   locks, so no grace period or batch is in flight and no lock is held by a
 //   thread that will not exist (a running grace period delays the fork
-//   until it ends). A grace period may wait for a reader that needs one of
+//   until it ends; the worker may still be mid-batch, which the child
+//   handles by resetting the counts). A grace period may wait for a reader that needs one of
 //   these locks (a reader of domain B reading A's statistics or retiring
 //   into A), so the forking thread never waits for a grace-period lock while
 //   it holds another library lock: it try-locks them all, and when one is
@@ -169,8 +170,9 @@ extension _Reclaimer {
         // chunk; the old chain is released (the chunks hold bits, not
         // references), or leaked if the parent's worker had detached part of
         // it. The child is single-threaded here, so the counts are set, not
-        // patched: everything queued so far counts as processed, whatever the
-        // worker or a writer was in the middle of.
+        // patched: the shards' accounted items count as processed, and the
+        // replaced current chunks' items drop out of both counts, whatever
+        // the worker or a writer was in the middle of.
         var queued = 0
         for shard in shards {
             let fresh = UInt(bitPattern: Unmanaged.passRetained(_RetiredChunk()).toOpaque())

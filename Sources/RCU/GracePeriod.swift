@@ -33,8 +33,9 @@ extension RCUDomain {
     /// docs/design.md, "Waiting").
     ///
     /// - Complexity: O(possible CPUs) per scan. With no reader in a section
-    ///   it costs one `membarrier(2)` and one scan; otherwise three scans and
-    ///   two `membarrier(2)` calls plus the wait for the readers.
+    ///   it costs one `membarrier(2)` and one scan; otherwise up to eight
+    ///   scans, then at least one per phase, and two `membarrier(2)` calls
+    ///   (plus one per sleep) besides the wait for the readers.
     /// - Warning: Never call it inside a read section of the same domain on
     ///   the same thread: it would wait for itself. Debug builds stop with a
     ///   message; release builds hang, and the stall report names the wait

@@ -49,6 +49,8 @@ extension RCUDomain {
 
     /// Waits until `state` has completed; returns at once if it has.
     ///
+    /// - Complexity: O(1) when `state` has completed; otherwise as
+    ///   ``synchronize()``, for at most the two grace periods `state` needs.
     /// - Warning: Like ``synchronize()``, never call it inside a read section
     ///   of this domain on the same thread.
     public func synchronize(until state: RCUGracePeriodState) {

@@ -27,7 +27,8 @@ public struct RCUMode: Sendable, Hashable, CustomStringConvertible {
     /// What orders a reader's accesses against a grace period.
     public enum Ordering: String, Sendable, Hashable {
         /// Readers use compiler barriers only; `synchronize()` issues
-        /// `membarrier(2)` (PRIVATE_EXPEDITED) to fence every running thread.
+        /// `membarrier(2)` (PRIVATE_EXPEDITED_RSEQ when rseq is registered,
+        /// PRIVATE_EXPEDITED otherwise) to fence every running thread.
         case membarrier
         /// Readers issue a seq_cst fence in lock and in unlock;
         /// `synchronize()` uses ordinary fences.

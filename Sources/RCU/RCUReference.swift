@@ -73,6 +73,9 @@ public final class RCUReference<Object: AnyObject>: @unchecked Sendable {
     /// Publishes `object` and returns the reference it replaced (as a new
     /// strong reference; the published one is retired, so readers that still
     /// borrow it stay safe).
+    ///
+    /// - Complexity: O(1): one atomic exchange, one retain and one
+    ///   ``RCUDomain/retire(_:)``.
     public func exchange(_ object: Object?) -> Object? {
         let old = _bits.exchange(Self._retainedBits(object), ordering: .acquiringAndReleasing)
         let previous = Self._unmanaged(old)?.takeUnretainedValue()
@@ -84,6 +87,8 @@ public final class RCUReference<Object: AnyObject>: @unchecked Sendable {
     ///
     /// - Returns: whether it was exchanged, and the object found (a strong
     ///   reference; the expected one when exchanged).
+    /// - Complexity: O(1): a read section, one compare-and-exchange, and a
+    ///   ``RCUDomain/retire(_:)`` when exchanged.
     public func compareExchange(expected: Object?, desired: Object?) -> (exchanged: Bool, original: Object?) {
         let expectedBits = expected.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? 0
         let desiredBits = Self._retainedBits(desired)

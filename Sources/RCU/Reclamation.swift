@@ -21,8 +21,8 @@ extension RCUDomain {
     /// rcu.retire(old)
     /// ```
     ///
-    /// - Complexity: O(1), lock-free: an internal read section, two atomic
-    ///   increments on this CPU's shard, and a store. Every 256 calls per CPU,
+    /// - Complexity: O(1), lock-free: an internal read section, one atomic
+    ///   increment on this CPU's shard, and a store. Every 256 calls per CPU,
     ///   a chunk is installed and the memory bound checked.
     /// - Warning: When more than ``Configuration/maxPendingCallbacks`` are
     ///   pending and the calling thread is not inside a `read {}` section, the
@@ -79,10 +79,15 @@ extension RCUDomain {
     }
 
     /// Stops the worker thread after draining every pending callback. A later
-    /// retire, defer, poll or async wait starts it again.
+    /// retire, defer, ``pollState()`` or async wait starts it again.
     ///
     /// The worker also stops by itself after a second with nothing to do, and
     /// it never keeps the process from exiting.
+    ///
+    /// - Complexity: a ``barrier()``, then up to one wake-up of the worker.
+    /// - Warning: It runs ``barrier()``, so the same calls stop the process:
+    ///   from a callback, from a stall handler, or (debug builds) inside a
+    ///   read section of this domain.
     public func stopWorker() {
         barrier()
         _reclaimer.stopWorker(self)
@@ -94,7 +99,8 @@ extension RCUDomain {
     /// - Complexity: O(possible CPUs).
     public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
-    /// The largest ``pendingCallbacks`` the worker has seen.
+    /// The largest ``pendingCallbacks`` seen by the worker or by writers
+    /// checking the memory bound.
     public var peakPendingCallbacks: Int { _reclaimer.peakPending.load(ordering: .relaxed) }
 }
 

@@ -86,7 +86,7 @@ internal func _rcuListReleaseChain<Element>(_: Element.Type, from first: UInt) {
 /// ```swift
 /// let routes = RCUList<Route>()
 /// let primary = routes.append(Route(via: "eth0"))
-/// routes.insert(Route(via: "eth1"), after: primary)
+/// try routes.insert(Route(via: "eth1"), after: primary)
 ///
 /// let up = routes.read { view in view.filter(\.isUp).count }  // no lock
 /// try routes.remove(primary)                                   // retired
