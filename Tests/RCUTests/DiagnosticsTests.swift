@@ -1,6 +1,9 @@
 // Stall reports and statistics. Timing enters only as bounds and
-// thresholds: a stalled reader is released by the report itself, so "exactly
-// one report" does not depend on how fast the machine is.
+// thresholds: a stalled reader is released by the first report, and that
+// report's handler returns only after the reader has left, so "exactly one
+// report" does not depend on how fast the machine is. (Before the handler
+// waited, a loaded machine once let the reader take longer than a second
+// timeout to leave: two reports.)
 import RCU
 import RCUTestSupport
 import Synchronization
@@ -12,24 +15,62 @@ final class StallCollector: Sendable {
     // ThreadSanitizer cannot see (a false race report under --sanitize=thread).
     let reports = _RCUMutex<[RCUStallReport]>([])
     let first = Flag()
+    /// Set by the stalled reader once it has left its section.
+    let readerLeft = Flag()
+    /// Whether the first report's handler waits for `readerLeft`.
+    let holdsFirstReport: Bool
+
+    init(holdsFirstReport: Bool = false) {
+        self.holdsFirstReport = holdsFirstReport
+    }
 
     var handler: @Sendable (RCUStallReport) -> Void {
         { report in
-            self.reports.withLock { $0.append(report) }
+            let count = self.reports.withLock { reports in
+                reports.append(report)
+                return reports.count
+            }
             self.first.set()
+            if self.holdsFirstReport && count == 1 { _ = self.readerLeft.wait(seconds: 60) }
         }
     }
 }
 
 /// A thread inside a token section of `domain` until `release` holds
-/// (bounded); `entered` is set once the section is open.
-private func holdSection(_ domain: RCUDomain, entered: Flag, until release: @escaping @Sendable () -> Bool) -> TestThread {
+/// (bounded); `entered` is set once the section is open, `left` (if given)
+/// once it has ended.
+private func holdSection(
+    _ domain: RCUDomain, entered: Flag, left: Flag? = nil, until release: @escaping @Sendable () -> Bool
+) -> TestThread {
     TestThread {
         let token = domain.lock()
         entered.set()
         _ = waitUntil(seconds: 60, release)
         domain.unlock(token)
+        left?.set()
     }
+}
+
+/// The reports of a domain with stall timeout `timeout` while a reader holds
+/// up a grace period for 300 ms (long enough for its leader to sleep and
+/// check its clock several times).
+private func reportsDuringShortStall(timeout: Duration?) -> [RCUStallReport] {
+    var configuration = RCUDomain.Configuration(honorsEnvironment: false)
+    configuration.stallTimeout = timeout
+    let domain = RCUDomain(configuration: configuration)
+    let collector = StallCollector()
+    domain.stallHandler = collector.handler
+    let entered = Flag()
+    let release = Flag()
+    let reader = holdSection(domain, entered: entered) { release.isSet }
+    #expect(entered.wait())
+    let waiter = TestThread { domain.synchronize() }
+    sleepMicroseconds(300_000)
+    release.set()
+    waiter.join()
+    reader.join()
+    #expect(domain.statistics.gracePeriods >= 1)
+    return collector.reports.withLock { $0 }
 }
 
 @Suite("Diagnostics")
@@ -39,11 +80,11 @@ struct DiagnosticsTests {
         var configuration = mode.configuration
         configuration.stallTimeout = .milliseconds(300)
         let domain = RCUDomain(configuration: configuration)
-        let collector = StallCollector()
+        let collector = StallCollector(holdsFirstReport: true)
         domain.stallHandler = collector.handler
         let entered = Flag()
         // Held until the grace period reports it.
-        let reader = holdSection(domain, entered: entered) { collector.first.isSet }
+        let reader = holdSection(domain, entered: entered, left: collector.readerLeft) { collector.first.isSet }
         #expect(entered.wait())
         domain.synchronize()  // returns once the reader, released by the report, leaves
         reader.join()
@@ -66,10 +107,10 @@ struct DiagnosticsTests {
         configuration.stallTimeout = .milliseconds(200)
         let domain = RCUDomain(configuration: configuration)
         let other = RCUDomain(configuration: RCUDomain.Configuration(honorsEnvironment: false))
-        let collector = StallCollector()
+        let collector = StallCollector(holdsFirstReport: true)
         domain.stallHandler = collector.handler
         let entered = Flag()
-        let reader = holdSection(domain, entered: entered) { collector.first.isSet }
+        let reader = holdSection(domain, entered: entered, left: collector.readerLeft) { collector.first.isSet }
         #expect(entered.wait())
         // A section of another domain: allowed, and counted, because a release
         // build could not tell it from one of `domain` (which would never end).
@@ -90,22 +131,7 @@ struct DiagnosticsTests {
 
     @Test("A stallTimeout too large for nanoseconds means never, not a trap")
     func hugeStallTimeout() {
-        var configuration = RCUDomain.Configuration(honorsEnvironment: false)
-        configuration.stallTimeout = .seconds(Int64.max)
-        let domain = RCUDomain(configuration: configuration)
-        let collector = StallCollector()
-        domain.stallHandler = collector.handler
-        let entered = Flag()
-        let release = Flag()
-        let reader = holdSection(domain, entered: entered) { release.isSet }
-        #expect(entered.wait())
-        let waiter = TestThread { domain.synchronize() }
-        sleepMicroseconds(200_000)  // the grace period sleeps and checks its clock
-        release.set()
-        waiter.join()
-        reader.join()
-        #expect(collector.reports.withLock { $0.isEmpty })
-        #expect(domain.statistics.gracePeriods >= 1)
+        #expect(reportsDuringShortStall(timeout: .seconds(Int64.max)).isEmpty)
     }
 
     @Test("Reports repeat after each further timeout while the stall lasts")
@@ -120,8 +146,12 @@ struct DiagnosticsTests {
         #expect(entered.wait())
         domain.synchronize()
         reader.join()
-        let numbers = collector.reports.withLock { $0.map(\.number) }
-        #expect(numbers.prefix(3) == [1, 2, 3])
+        let reports = collector.reports.withLock { $0 }
+        #expect(reports.prefix(3).map(\.number) == [1, 2, 3])
+        // One report per threshold, not one per wake-up of the leader.
+        for report in reports {
+            #expect(report.waited >= .milliseconds(100 * report.number), "\(report)")
+        }
     }
 
     @Test("No report without a stall, or with reports turned off")
@@ -136,20 +166,7 @@ struct DiagnosticsTests {
         #expect(torture.counts.violations == 0)
         #expect(collector.reports.withLock { $0.isEmpty })
 
-        var off = RCUDomain.Configuration(honorsEnvironment: false)
-        off.stallTimeout = nil
-        let quiet = RCUDomain(configuration: off)
-        quiet.stallHandler = collector.handler
-        let entered = Flag()
-        let release = Flag()
-        let reader = holdSection(quiet, entered: entered) { release.isSet }
-        #expect(entered.wait())
-        let waiter = TestThread { quiet.synchronize() }
-        sleepMicroseconds(300_000)
-        release.set()
-        waiter.join()
-        reader.join()
-        #expect(collector.reports.withLock { $0.isEmpty })
+        #expect(reportsDuringShortStall(timeout: nil).isEmpty)
     }
 
     @Test("Statistics count grace periods, calls, sharing, callbacks and the current wait", arguments: TestMode.allCases)
