@@ -100,9 +100,19 @@ struct ForkTests {
           .disabled(if: threadSanitizerBuild, "ThreadSanitizer cannot fork a multi-threaded exit-test child reliably"))
     func forkAcrossDomains() async {
         await #expect(processExitsWith: .success) {
-            _ = TestThread {  // watchdog: a deadlocked fork() never returns
-                sleepMicroseconds(120_000_000)
-                _exit(2)
+            // Watchdog: a deadlocked fork() never returns. It watches for
+            // progress, not total time: under AddressSanitizer on a loaded
+            // machine 200 forks took longer than a fixed 120 s bound (the
+            // deadlock it guards against stops every fork within seconds).
+            let forked = Count()
+            _ = TestThread {
+                var seen = -1
+                while true {
+                    let now = forked.current
+                    if now == seen { _exit(2) }  // no fork returned in 60 s
+                    seen = now
+                    sleepMicroseconds(60_000_000)
+                }
             }
             let a = RCUDomain()  // created first: the lower id, locked first
             let b = RCUDomain()
@@ -114,7 +124,7 @@ struct ForkTests {
             let retirer = TestThread {
                 while !stop.isSet { b.read { a.retire(ForkTracked()) } }
             }
-            for _ in 0..<200 {
+            for _ in 0..<100 {
                 let child = systemFork()
                 if child == 0 {
                     a.synchronize()
@@ -122,6 +132,7 @@ struct ForkTests {
                     _exit(0)
                 }
                 guard child > 0, childSucceeded(child, seconds: 30) else { _exit(3) }
+                forked.add()
             }
             stop.set()
             for thread in [leader, reader, retirer] { thread.join() }
