@@ -52,6 +52,7 @@ extension RCUDomain {
         if rcu_shim_in_stall_handler() == _id {
             fatalError("swift-rcu: a grace-period wait of \(self) called from a stall handler, which runs inside a grace period; it would wait for itself")
         }
+        if _ForkSupport.pending.load(ordering: .relaxed) != 0 { _ForkSupport.yieldToPendingFork() }
         let ranOwn = _gpLock.withLock { counters -> Bool in
             // The sequence only advances under this lock, so a follower that
             // waited here while a leader ran finds its target already reached.
