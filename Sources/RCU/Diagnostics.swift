@@ -157,11 +157,19 @@ internal struct _LatencyHistogram {
         guard count > 0 else { return 0 }
         let rank = UInt64((Double(count) * fraction).rounded(.up))
         var seen: UInt64 = 0
-        for (index, bucketCount) in buckets.enumerated() where bucketCount > 0 {
+        // An index loop, not `enumerated()`: unspecialised, that asks the
+        // Swift runtime for generic metadata under a lock, which a forked
+        // child can find held by a thread that no longer exists (a child
+        // reading `statistics` hung there once in ~20,000 forks).
+        var index = 0
+        while index < buckets.count {
+            let bucketCount = buckets[index]
+            index += 1
+            guard bucketCount > 0 else { continue }
             seen &+= bucketCount
             if seen >= rank {
-                let exponent = index / 8
-                let mantissa = UInt64(index % 8)
+                let exponent = (index - 1) / 8
+                let mantissa = UInt64((index - 1) % 8)
                 let upper = exponent >= 3
                     ? ((8 + mantissa + 1) << UInt64(exponent - 3)) - 1
                     : (8 + mantissa + 1) >> UInt64(3 - exponent)

@@ -133,23 +133,16 @@ internal enum _ForkSupport {
         }
     }
 
-    private static func parent() {
-        for domain in held.reversed() {
-            domain._withUnsafeGuaranteedRef { domain in
-                domain._reclaimer.freeChunks._unlockAfterFork()
-                domain._reclaimer.requests._unlockAfterFork()
-                domain._stallHandler._unlockAfterFork()
-                domain._statistics._unlockAfterFork()
-                domain._gpLock._unlockAfterFork()
-            }
-        }
-        registry._unlockAfterFork()
-    }
+    private static func parent() { unlockAll(repairing: false) }
 
-    private static func child() {
+    private static func child() { unlockAll(repairing: true) }
+
+    /// Releases what prepare took, in reverse; the child first repairs each
+    /// domain, while its locks are still held.
+    private static func unlockAll(repairing: Bool) {
         for domain in held.reversed() {
             domain._withUnsafeGuaranteedRef { domain in
-                domain._repairAfterFork()
+                if repairing { domain._repairAfterFork() }
                 domain._reclaimer.freeChunks._unlockAfterFork()
                 domain._reclaimer.requests._unlockAfterFork()
                 domain._stallHandler._unlockAfterFork()

@@ -229,7 +229,12 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// here cannot be reused or freed under us.
     func totalEnqueued(_ domain: RCUDomain) -> Int {
         let token = domain._lockUntracked()
-        let total = shards.reduce(0) { total, shard in
+        var total = 0
+        // An index loop, not `reduce`: see _LatencyHistogram.quantile (fork).
+        var index = 0
+        while index < shards.count {
+            let shard = shards[index]
+            index += 1
             while true {
                 let accounted = shard.accounted.load(ordering: .acquiring)
                 let bits = shard.current.load(ordering: .acquiring)
@@ -237,7 +242,8 @@ internal final class _Reclaimer: @unchecked Sendable {
                     ._withUnsafeGuaranteedRef { min($0.claimed.load(ordering: .acquiring), _RetiredChunk.capacity) }
                 if shard.accounted.load(ordering: .acquiring) == accounted
                     && shard.current.load(ordering: .acquiring) == bits {
-                    return total + accounted + inCurrent
+                    total += accounted + inCurrent
+                    break
                 }
             }
         }

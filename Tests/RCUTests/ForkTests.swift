@@ -65,9 +65,10 @@ struct ForkTests {
             let child = systemFork()
             if child == 0 {
                 // The child: only this thread exists. Nothing it inherited
-                // is pending, whatever the worker was doing at fork().
-                let inherited = domain.statistics
-                if inherited.pendingCallbacks != 0 || inherited.callbacksRun != inherited.callbacksQueued { _exit(4) }
+                // is pending, whatever the worker was doing at fork(). (Not
+                // `statistics`: its histogram's `enumerated()` once hung
+                // here on a Swift runtime lock held by a vanished thread.)
+                if domain.pendingCallbacks != 0 { _exit(4) }
                 let before = ForkTracked.released.load(ordering: .relaxed)
                 domain.synchronize()
                 domain.retire(ForkTracked())
