@@ -163,18 +163,16 @@ internal struct _LatencyHistogram {
         // reading `statistics` hung there once in ~20,000 forks).
         var index = 0
         while index < buckets.count {
-            let bucketCount = buckets[index]
-            index += 1
-            guard bucketCount > 0 else { continue }
-            seen &+= bucketCount
-            if seen >= rank {
-                let exponent = (index - 1) / 8
-                let mantissa = UInt64((index - 1) % 8)
+            seen &+= buckets[index]
+            if buckets[index] > 0 && seen >= rank {
+                let exponent = index / 8
+                let mantissa = UInt64(index % 8)
                 let upper = exponent >= 3
                     ? ((8 + mantissa + 1) << UInt64(exponent - 3)) - 1
                     : (8 + mantissa + 1) >> UInt64(3 - exponent)
                 return Swift.min(upper, max)
             }
+            index += 1
         }
         return max
     }
