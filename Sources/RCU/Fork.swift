@@ -77,6 +77,13 @@ internal enum _ForkSupport {
         registry._state.pointee.sorted { $0.key < $1.key }.map(\.value)
     }
 
+    /// The domains prepare locked, in lock order, for parent and child to
+    /// walk with an index loop: the child must not run unspecialised generic
+    /// code such as `held`'s sort and key-path map, which takes Swift runtime
+    /// locks a vanished thread may have held at fork() (a child hung there).
+    /// Guarded by `registry`, which is held from prepare to parent/child.
+    nonisolated(unsafe) private static var locked: [Unmanaged<RCUDomain>] = []
+
     private static func prepare() {
         if rcu_shim_depth() != 0 {
             fatalError("swift-rcu: fork() called inside an RCU read section: the child could not end it; fork outside read sections")
@@ -85,6 +92,7 @@ internal enum _ForkSupport {
         lockGracePeriods()
         // Every grace-period lock is held: no grace period can start.
         pending.subtract(1, ordering: .relaxed)
+        locked = held
         // Held briefly by their users, who never wait for a grace period
         // while holding them, and no grace period runs now.
         for domain in held {
@@ -140,8 +148,10 @@ internal enum _ForkSupport {
     /// Releases what prepare took, in reverse; the child first repairs each
     /// domain, while its locks are still held.
     private static func unlockAll(repairing: Bool) {
-        for domain in held.reversed() {
-            domain._withUnsafeGuaranteedRef { domain in
+        var index = locked.count
+        while index > 0 {
+            index -= 1
+            locked[index]._withUnsafeGuaranteedRef { domain in
                 if repairing { domain._repairAfterFork() }
                 domain._reclaimer.freeChunks._unlockAfterFork()
                 domain._reclaimer.requests._unlockAfterFork()
@@ -176,7 +186,7 @@ extension _Reclaimer {
         workerState.store(0, ordering: .relaxed)
         workerIdle.store(false, ordering: .relaxed)
         // Their tasks' executor threads do not exist in the child.
-        requests._state.pointee.sequenceWaiters.removeAll()
+        requests._state.pointee.sequenceWaiters = []
         // Every item queued before fork() is the parent's: the child drops it
         // (its object leaks there) rather than run a deinit or callback that
         // may take a lock some vanished thread held. Each shard gets an empty
