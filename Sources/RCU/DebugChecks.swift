@@ -31,7 +31,7 @@ private let _threadReadStateKey: pthread_key_t = {
         guard let pointer else { return }
         Unmanaged<AnyObject>.fromOpaque(pointer).release()
     }
-    precondition(status == 0, "swift-rcu: pthread_key_create failed (\(status))")
+    if status != 0 { fatalError("swift-rcu: pthread_key_create failed (\(status))") }
     return key
 }()
 

@@ -29,8 +29,11 @@ import _RCUShims
 //   start again on first use.
 //
 // A thread that forks inside a token section while another thread runs a
-// grace period of that domain waits forever: the grace period waits for the
-// forking thread's section. Debug builds stop with a message instead.
+// grace period of that domain would wait forever: the grace period waits for
+// the forking thread's section. Debug builds see the token and stop at once
+// with a message; release builds cannot tell, so prepare waits for a busy
+// grace-period lock at most one stall timeout (10 s when stall reports are
+// off) and then stops with a message naming that likely cause.
 //
 // Callbacks and retired objects pending at fork() run in the parent only.
 // In the child they are dropped without running (their objects leak there):
@@ -60,7 +63,7 @@ internal enum _ForkSupport {
     private static let installed: Void = {
         let status = rcu_shim_install_atfork(
             { _ForkSupport.prepare() }, { _ForkSupport.parent() }, { _ForkSupport.child() })
-        precondition(status == 0, "swift-rcu: pthread_atfork failed (\(status))")
+        if status != 0 { fatalError("swift-rcu: pthread_atfork failed (\(status))") }
     }()
 
     static func register(_ domain: RCUDomain) {
@@ -120,13 +123,15 @@ internal enum _ForkSupport {
             }
             #endif
             var taken: [_RCUMutex<_GracePeriodCounters>] = []
-            var busy: _RCUMutex<_GracePeriodCounters>?
+            var busy: (lock: _RCUMutex<_GracePeriodCounters>, name: String, timeout: UInt64)?
             for domain in domains {
                 let lock = domain._withUnsafeGuaranteedRef { $0._gpLock }
                 if lock === waited || lock._tryLockForFork() {
                     taken.append(lock)
                 } else {
-                    busy = lock
+                    busy = domain._withUnsafeGuaranteedRef { domain in
+                        (lock, domain.description, domain._stallTimeoutNanoseconds)
+                    }
                     break
                 }
             }
@@ -136,9 +141,25 @@ internal enum _ForkSupport {
             guard let busy else { return }
             for lock in taken { lock._unlockAfterFork() }
             registry._unlockAfterFork()
-            busy._lockForFork()  // waits for that grace period alone
-            waited = busy
+            // Waits for that grace period alone, but not forever: a grace
+            // period that waits for a read section of this very thread (a
+            // token, lease or async section, invisible to release builds)
+            // never ends, and a silent hang in fork() is the worst outcome.
+            let limit = busy.timeout > 0 ? busy.timeout : forkWaitWithoutStallReports
+            if !busy.lock._lockForFork(waitingAtMost: limit) {
+                fatalError("swift-rcu: fork() waited \(_formatSeconds(limit)) for a grace period of \(busy.name) to end, and it has not: most likely the forking thread is inside a read section of that domain (a lock() token, a lease or an async read section) that the grace period waits for, which can never end while fork() waits; fork outside read sections. (Otherwise a reader of another thread has stalled for that long.)")
+            }
+            waited = busy.lock
         }
+    }
+
+    /// How long fork() waits for a running grace period when the domain's
+    /// stall reports are off; otherwise it waits for one stall timeout.
+    static let forkWaitWithoutStallReports: UInt64 = 10_000_000_000
+
+    private static func _formatSeconds(_ nanoseconds: UInt64) -> String {
+        let tenths = nanoseconds / 100_000_000
+        return "\(tenths / 10).\(tenths % 10) s"
     }
 
     private static func parent() { unlockAll(repairing: false) }
@@ -183,7 +204,7 @@ extension RCUDomain {
 extension _Reclaimer {
     /// The child side of fork(); called with the reclaimer's locks held.
     fileprivate func _repairAfterFork() {
-        workerState.store(0, ordering: .relaxed)
+        workerState.store(workerState.load(ordering: .relaxed) & ~_Reclaimer.stateMask, ordering: .relaxed)
         workerIdle.store(false, ordering: .relaxed)
         // Their tasks' executor threads do not exist in the child.
         requests._state.pointee.sequenceWaiters = []

@@ -232,7 +232,7 @@ extension RCUDomain {
     /// (A)), and on the kernels measured here it is far cheaper when another
     /// thread of the process is running: ~1 us against ~27 us for plain
     /// PRIVATE_EXPEDITED (docs/benchmarks.md).
-    private func _heavyFence() {
+    internal func _heavyFence() {
         if _pairsBySeqCst {
             // (A-rmw) / (C-rmw) / (W-rmw): pairs with each reader's (B-rmw),
             // a seq_cst RMW of the same word.
@@ -253,6 +253,15 @@ extension RCUDomain {
 }
 
 extension RCUDomain {
+    /// (P-w): the worker's membarrier between detaching chunks and the grace
+    /// period that frees them (see processBatch). Nothing in the fence and
+    /// seq_cst modes, where each retiring thread's (B) is a fence or a
+    /// seq_cst RMW between its unpublish and its load of the chunk.
+    internal func _orderRetiringThreads() {
+        if _usesFences { return }
+        _heavyFence()
+    }
+
     /// (S) between the unlock sums and the lock sums: a seq_cst fence, or in
     /// the seq_cst mode a seq_cst RMW of the pairing word (the acquire loads
     /// of the unlocks are what the argument needs; this keeps the mode free

@@ -32,7 +32,7 @@ public final class _RCUMutex<State>: @unchecked Sendable {
         _mutex = .allocate(capacity: 1)
         _mutex.initialize(to: pthread_mutex_t())
         let status = pthread_mutex_init(_mutex, nil)
-        precondition(status == 0, "swift-rcu: pthread_mutex_init failed (\(status))")
+        if status != 0 { fatalError("swift-rcu: pthread_mutex_init failed (\(status))") }
     }
 
     deinit {
@@ -58,6 +58,21 @@ public final class _RCUMutex<State>: @unchecked Sendable {
     /// in the child, whose thread id differs).
     internal func _lockForFork() { pthread_mutex_lock(_mutex) }
     internal func _unlockAfterFork() { pthread_mutex_unlock(_mutex) }
+    /// For the fork handlers: take the lock, waiting at most `nanoseconds`;
+    /// returns whether it was taken.
+    internal func _lockForFork(waitingAtMost nanoseconds: UInt64) -> Bool {
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let total = UInt64(deadline.tv_nsec) &+ min(nanoseconds, UInt64(Int32.max) * 1_000_000_000)
+        deadline.tv_sec += Int(total / 1_000_000_000)
+        deadline.tv_nsec = Int(total % 1_000_000_000)
+        while true {
+            let status = pthread_mutex_timedlock(_mutex, &deadline)
+            if status == 0 { return true }
+            if status == ETIMEDOUT { return false }
+            if status != EINTR { fatalError("swift-rcu: pthread_mutex_timedlock failed (\(status))") }
+        }
+    }
     /// For the fork handlers: take the lock if it is free now.
     internal func _tryLockForFork() -> Bool { pthread_mutex_trylock(_mutex) == 0 }
 

@@ -6,14 +6,31 @@ import _RCUShims
 ///
 /// Obtained from ``RCUDomain/pollState()``; checked with ``RCUDomain/poll(_:)``
 /// from any thread, or waited for with ``RCUDomain/synchronize(until:)``.
-/// Comparable: a later state is never complete before an earlier one.
+///
+/// A state belongs to the domain that made it: another domain's sequence
+/// says nothing about this one's readers, so passing it to another domain's
+/// `poll` or `synchronize(until:)` stops the process with a message naming
+/// both domains, as a foreign read token does.
+///
+/// Comparable: within one domain a later state is never complete before an
+/// earlier one. States of different domains are ordered by domain first
+/// (an arbitrary but consistent order, so they can be sorted together); that
+/// order says nothing about completion.
 public struct RCUGracePeriodState: Sendable, Hashable, Comparable {
     @usableFromInline internal let _sequence: UInt64
+    /// The `_id` of the domain that made the state.
+    @usableFromInline internal let _domainID: UInt64
 
-    @usableFromInline internal init(_sequence: UInt64) { self._sequence = _sequence }
+    @usableFromInline internal init(_sequence: UInt64, domainID: UInt64) {
+        self._sequence = _sequence
+        self._domainID = domainID
+    }
 
-    /// Whether `lhs` completes no later than `rhs`.
-    public static func < (lhs: Self, rhs: Self) -> Bool { lhs._sequence < rhs._sequence }
+    /// Whether `lhs` completes no later than `rhs` (same domain), or belongs
+    /// to a domain created earlier.
+    public static func < (lhs: Self, rhs: Self) -> Bool {
+        (lhs._domainID, lhs._sequence) < (rhs._domainID, rhs._sequence)
+    }
 }
 
 extension RCUDomain {
@@ -42,9 +59,18 @@ extension RCUDomain {
     /// before `state` was taken.
     ///
     /// - Complexity: O(1): one acquire load.
+    /// - Warning: `state` must come from this domain's ``pollState()``;
+    ///   another domain's state stops the process with a message.
     @inlinable
     public func poll(_ state: RCUGracePeriodState) -> Bool {
-        _completedSequence() >= state._sequence
+        if state._domainID != _id { _foreignState(state, "poll(_:)") }
+        return _completedSequence() >= state._sequence
+    }
+
+    /// Stops the process: `state` was made by another domain.
+    @usableFromInline
+    internal func _foreignState(_ state: RCUGracePeriodState, _ call: String) -> Never {
+        fatalError("swift-rcu: \(call) of \(self) was given a grace-period state of another domain (#\(state._domainID)); a state is only meaningful to the domain whose pollState() made it")
     }
 
     /// Waits until `state` has completed; returns at once if it has.
@@ -53,7 +79,10 @@ extension RCUDomain {
     ///   ``synchronize()``, for at most the two grace periods `state` needs.
     /// - Warning: Like ``synchronize()``, never call it inside a read section
     ///   of this domain on the same thread.
+    ///   `state` must come from this domain's ``pollState()``; another
+    ///   domain's state stops the process with a message.
     public func synchronize(until state: RCUGracePeriodState) {
+        if state._domainID != _id { _foreignState(state, "synchronize(until:)") }
         if poll(state) { return }
         _assertNotReading("synchronize(until:)")
         _noteReadDepth { _waitForSequence(state._sequence, countsCall: true) }
@@ -80,7 +109,7 @@ extension RCUDomain {
         // (P): a seq_cst fence, or in the seq_cst mode (P-rmw), a seq_cst
         // RMW of the pairing word; pairs with (A) / (A-rmw).
         if _pairsBySeqCst { rcu_shim_sc_point(_state) } else { rcu_shim_full_fence() }
-        return RCUGracePeriodState(_sequence: _gracePeriodTarget(_gpSequence.load(ordering: .acquiring)))
+        return RCUGracePeriodState(_sequence: _gracePeriodTarget(_gpSequence.load(ordering: .acquiring)), domainID: _id)
     }
 
     /// Acquire load of the sequence; pairs with (E).

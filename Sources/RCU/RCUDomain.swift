@@ -55,7 +55,7 @@ public final class RCUDomain: @unchecked Sendable {
     internal let _membarrierRestartsRseq: Bool
     internal let _skipsGracePeriods: Bool
     /// A process-unique number, for debug bookkeeping and diagnostics.
-    internal let _id: UInt64
+    @usableFromInline internal let _id: UInt64
 
     /// Grace-period sequence: odd while a grace period runs, advanced by 2 per
     /// grace period. See `GracePeriod.swift`.
@@ -67,6 +67,10 @@ public final class RCUDomain: @unchecked Sendable {
     /// on threads inside a `read {}` section of some domain; stall reports
     /// name them (Diagnostics.swift).
     internal let _waitsInsideReadSections = Atomic<Int>(0)
+    /// Times the inlined rseq fast path failed (an abort: preemption,
+    /// migration, a signal or a membarrier IPI inside the sequence), counted
+    /// on the slow path only, for tests and diagnostics.
+    internal let _fastPathMisses = Atomic<Int>(0)
     /// Statistics counts (Diagnostics.swift), outside `_gpLock`.
     internal let _statistics = _RCUMutex<_DomainStatistics>(_DomainStatistics())
     /// Stall reports: the threshold (0 = off) and the handler.

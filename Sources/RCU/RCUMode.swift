@@ -83,11 +83,14 @@ extension RCUDomain {
         /// ``RCUDomain/defer(_:)`` called outside a read section wait for the
         /// worker. Default 1,048,576.
         ///
-        /// Writers check the bound once per 256-item chunk of their CPU's
-        /// queue and start waiting two chunks per CPU below it, so the bound
-        /// holds when it is at least 1,024 × the number of possible CPUs;
-        /// below that the waiting starts at half the bound and the bound can
-        /// be overshot by up to 256 items per CPU.
+        /// A writer checks the bound when it finds its CPU's 256-item chunk
+        /// full, before a fresh chunk is installed, and waits from two
+        /// chunks per CPU below the bound on. So the bound holds, for any
+        /// number of retiring threads outside read sections, when it is at
+        /// least 1,024 × the number of possible CPUs; for a smaller bound
+        /// (any value from 1 works) the waiting starts at half the bound and
+        /// the number pending stays within
+        /// ``RCUDomain/pendingCallbacksCeiling``. Values below 1 count as 1.
         public var maxPendingCallbacks: Int = 1 << 20
 
         /// How long a grace period may wait for readers before it reports a

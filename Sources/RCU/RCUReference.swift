@@ -107,7 +107,13 @@ public final class RCUReference<Object: AnyObject>: @unchecked Sendable {
         }
     }
 
-    private func _retire(_ bits: UInt) {
+    /// Publishes `object` and returns the replaced word (+1), for a caller
+    /// that retires it later with `_retire`, outside its own locks.
+    internal func _exchangeRetiringLater(_ object: Object?) -> UInt {
+        _bits.exchange(Self._retainedBits(object), ordering: .acquiringAndReleasing)
+    }
+
+    internal func _retire(_ bits: UInt) {
         guard bits != 0 else { return }
         domain._enqueueRetained(bits)  // hands over the +1 the word held
     }

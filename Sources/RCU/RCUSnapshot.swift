@@ -53,24 +53,30 @@ public final class RCUSnapshot<Value: Sendable>: Sendable {
     /// it; the old value is retired. Writers are serialised.
     ///
     /// Calling it inside ``read(_:)`` of the same cell is allowed: that reader
-    /// keeps the value it borrowed.
+    /// keeps the value it borrowed. The old value is retired after the writer
+    /// lock is released, so a writer that waits for the memory bound never
+    /// holds up a writer inside a read section (which the grace period it
+    /// waits for may be waiting for).
     ///
     /// - Complexity: O(copy of `Value`) plus `body`.
     @discardableResult
     public func update<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
-        try _writer.withLock { _ in
+        let (result, old) = try _writer.withLock { _ in
             var value = _current.load().unsafelyUnwrapped.value
             let result = try body(&value)
-            _current.store(_Box(value))
-            return result
+            return (result, _current._exchangeRetiringLater(_Box(value)))
         }
+        _current._retire(old)
+        return result
     }
 
-    /// Publishes `value`; the old value is retired.
+    /// Publishes `value`; the old value is retired (after the writer lock is
+    /// released, as in ``update(_:)``).
     ///
     /// - Complexity: O(1): the writer lock, one allocation, one exchange and
     ///   one ``RCUDomain/retire(_:)``.
     public func replace(_ value: Value) {
-        _writer.withLock { _ in _current.store(_Box(value)) }
+        let old = _writer.withLock { _ in _current._exchangeRetiringLater(_Box(value)) }
+        _current._retire(old)
     }
 }

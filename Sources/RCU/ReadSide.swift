@@ -211,6 +211,7 @@ extension RCUDomain {
 
     @usableFromInline @inline(never)
     internal func _enterSlow() -> Int {
+        if _inlineFastPath { _fastPathMisses.add(1, ordering: .relaxed) }
         if _pairsBySeqCst {
             // atomic+seqcst: the atomic path's two-phase argument holds as is
             // (the period is loaded outside any sequence).
@@ -246,6 +247,7 @@ extension RCUDomain {
 
     @usableFromInline @inline(never)
     internal func _exitSlow(_ index: Int) {
+        if _inlineFastPath { _fastPathMisses.add(1, ordering: .relaxed) }
         if _pairsBySeqCst {
             // (D-rmw): the seq_cst (so release) unlock increment; pairs with
             // the scans' acquire loads. No RMW of the pairing word here, so

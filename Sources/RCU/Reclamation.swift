@@ -99,8 +99,20 @@ extension RCUDomain {
     /// - Complexity: O(possible CPUs).
     public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
+    /// The most callbacks and retired objects that can be pending at once
+    /// while every retiring thread is outside read sections: the bound
+    /// ``Configuration/maxPendingCallbacks`` itself when it is at least
+    /// 1,024 × the possible CPUs, otherwise half the bound (at least 1) plus
+    /// two 256-item chunks per possible CPU.
+    ///
+    /// Retires from inside `read {}` sections and from callbacks never wait,
+    /// so they can go past it (see ``retire(_:)``).
+    ///
+    /// - Complexity: O(1).
+    public var pendingCallbacksCeiling: Int { _reclaimer.ceiling }
+
     /// The largest ``pendingCallbacks`` seen by the worker or by writers
-    /// checking the memory bound.
+    /// checking the memory bound (sampled, so it can miss the true peak).
     public var peakPendingCallbacks: Int { _reclaimer.peakPending.load(ordering: .relaxed) }
 }
 
@@ -143,9 +155,11 @@ internal final class _Shard: @unchecked Sendable {
     // @unchecked Sendable: both fields are atomics.
     let current: Atomic<UInt>
     let accounted = Atomic<Int>(0)
+    /// Fresh chunks installed by writers so far (not the worker's detaches).
+    let installs = Atomic<Int>(0)
     // Keeps shards of different CPUs out of each other's cache lines.
-    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     init() {
         current = Atomic(UInt(bitPattern: Unmanaged.passRetained(_RetiredChunk()).toOpaque()))
@@ -182,8 +196,13 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Items queued by callbacks (the worker thread), for barrier's chains.
     let chained = Atomic<Int>(0)
     let peakPending = Atomic<Int>(0)
-    /// 0: no worker; 1: running; 2: asked to stop.
+    /// The worker's state in the low two bits (`stateMask`): 0, no worker;
+    /// 1, running; 2, asked to stop. The bits above count the workers
+    /// started, so `stopWorker` can wait for the worker it stopped without
+    /// mistaking its successor (started by a concurrent retire) for it.
     let workerState = Atomic<Int>(0)
+    static let stateMask = 3
+    static let generationUnit = 4
     /// Set while the worker sleeps with nothing to do (seq_cst, see enqueue).
     let workerIdle = Atomic<Bool>(false)
     /// Futex word the worker sleeps on; incremented to wake it.
@@ -265,9 +284,18 @@ internal final class _Reclaimer: @unchecked Sendable {
 
     func enqueue(_ bits: UInt, _ domain: RCUDomain, shard shardIndex: Int? = nil) {
         let index = shardIndex ?? Int(rcu_shim_slot_hint(domain._state)) % shardRefs.count
+        // The shard's install count at the full chunk this writer last found,
+        // once it has checked the bound for it: a fresh chunk is installed
+        // only by a writer that checked the bound after finding its
+        // predecessor full (see `applyBackpressure`).
+        var checkedAt: Int? = nil
         while true {
             let token = domain._lockUntracked()
-            let stored = shardRefs[index]._withUnsafeGuaranteedRef { shard -> Bool in
+            let outcome = shardRefs[index]._withUnsafeGuaranteedRef { shard -> _ClaimOutcome in
+                // Acquire: read before `current`; an install changes it after
+                // storing `current`, so an unchanged count here means the
+                // chunk loaded below is the one it counted (or a later one).
+                let installs = shard.installs.load(ordering: .acquiring)
                 let chunkBits = shard.current.load(ordering: .acquiring)
                 // seq_cst: pairs with the worker's seq_cst store of workerIdle
                 // before it looks for work, so either it sees this claim or
@@ -279,22 +307,43 @@ internal final class _Reclaimer: @unchecked Sendable {
                         chunk.items[slot].store(bits, ordering: .releasing)
                         return true
                     }
-                if !claimed { installFreshChunk(shard, replacing: chunkBits) }
-                return claimed
+                if claimed { return .stored }
+                // Full. Install its successor only after checking the bound
+                // for this very chunk, or where this writer may not wait.
+                if checkedAt == installs || !mayWait(domain) {
+                    installFreshChunk(shard, replacing: chunkBits)
+                    return .installed
+                }
+                return .full(installs: installs)
             }
             domain.unlock(token)
-            if stored { break }
-            // A chunk filled up: outside our section, check the memory bound
-            // before storing into the next one.
-            applyBackpressure(domain)
+            switch outcome {
+            case .stored:
+                if rcu_shim_runs_callbacks() != 0 { chained.wrappingAdd(1, ordering: .relaxed) }
+                wakeWorkerIfIdle(domain)
+                return
+            case .installed:
+                checkedAt = nil
+            case .full(let installs):
+                // Outside our section: wait while the bound is near, then
+                // try again (another writer may have installed meanwhile).
+                applyBackpressure(domain)
+                checkedAt = installs
+            }
         }
-        if rcu_shim_runs_callbacks() != 0 { chained.wrappingAdd(1, ordering: .relaxed) }
+    }
 
-        // Wake the worker only if it sleeps, and only once: the writer that
-        // clears the idle flag pays the syscall; the rest see it clear.
+    private enum _ClaimOutcome {
+        case stored, installed
+        case full(installs: Int)
+    }
+
+    /// Wakes the worker only if it sleeps, and only once: the writer that
+    /// clears the idle flag pays the syscall; the rest see it clear.
+    private func wakeWorkerIfIdle(_ domain: RCUDomain) {
         if workerIdle.load(ordering: .sequentiallyConsistent) {
             if workerIdle.exchange(false, ordering: .sequentiallyConsistent) { kick(domain) }
-        } else if workerState.load(ordering: .relaxed) == 0 {
+        } else if workerState.load(ordering: .relaxed) & Self.stateMask == 0 {
             kick(domain)
         }
     }
@@ -308,6 +357,8 @@ internal final class _Reclaimer: @unchecked Sendable {
         if shard.current.compareExchange(expected: fullBits, desired: freshBits,
                                          ordering: .acquiringAndReleasing).exchanged {
             shard.accounted.wrappingAdd(_RetiredChunk.capacity, ordering: .releasing)
+            // Release: after the new `current` (see the acquire in enqueue).
+            shard.installs.wrappingAdd(1, ordering: .releasing)
             full.release()  // the shard's reference; fresh.next holds its own
         } else {
             fresh.next = nil
@@ -315,25 +366,43 @@ internal final class _Reclaimer: @unchecked Sendable {
         }
     }
 
-    /// Waits for the worker while the bound is near, unless the caller is
-    /// inside a read section (or is the worker itself).
+    /// Whether the calling thread may wait for the worker: not inside a
+    /// `read {}` section, not on the worker (running callbacks), not in this
+    /// domain's stall handler (it holds the grace-period lock the worker
+    /// needs), and, in debug builds, not inside a token section.
+    private func mayWait(_ domain: RCUDomain) -> Bool {
+        rcu_shim_depth() == 0 && rcu_shim_runs_callbacks() == 0
+            && rcu_shim_in_stall_handler() != domain._id && !domain._debugSectionsOpen
+    }
+
+    /// The number pending at which writers start to wait.
     ///
-    /// Each shard checks once per chunk, before storing into the next one, so
-    /// between two checks a shard gains about one chunk of items; waiting
-    /// from `maxPending - 2 * shards * capacity` on keeps the number pending
-    /// under `maxPending`.
+    /// A fresh chunk is installed only by a writer that found the previous
+    /// one full and then saw fewer than `threshold` pending, so past the last
+    /// such check each shard gains at most its current chunk (256 items),
+    /// and the check itself may have read up to one chunk per shard low (a
+    /// detach in progress, claims that land in a detached chunk). Waiting
+    /// from `maxPending - 2 * shards * 256` on therefore keeps the number
+    /// pending within `maxPending` whenever that leaves at least half of it;
+    /// smaller bounds wait from half the bound (at least 1), and the number
+    /// pending stays within `ceiling`.
+    var threshold: Int {
+        max(1, maxPending - 2 * shards.count * _RetiredChunk.capacity, maxPending / 2)
+    }
+
+    /// The most items that can be pending when every writer may wait:
+    /// `maxPending` when it is at least 1,024 per shard, otherwise
+    /// `threshold + 2 * shards * 256` (see `threshold`).
+    var ceiling: Int {
+        max(maxPending, threshold + 2 * shards.count * _RetiredChunk.capacity)
+    }
+
+    /// Waits for the worker while `threshold` or more items are pending.
+    /// Called by a writer that found its chunk full, outside its section.
     private func applyBackpressure(_ domain: RCUDomain) {
-        // Two chunks per shard: one a shard may gain between two checks, one
-        // of margin for claims in flight while the worker detaches and for
-        // writers released together when the worker makes progress.
-        let threshold = max(maxPending - 2 * shards.count * _RetiredChunk.capacity, maxPending / 2)
+        let threshold = self.threshold
         var backlog = pending(domain)
         notePeak(backlog)
-        guard backlog >= threshold else { return }
-        // Never wait inside a section, on the worker, or in this domain's
-        // stall handler (it holds the grace-period lock the worker needs).
-        guard rcu_shim_depth() == 0, rcu_shim_runs_callbacks() == 0,
-              rcu_shim_in_stall_handler() != domain._id, !domain._debugSectionsOpen else { return }
         while backlog >= threshold {
             let seen = rcu_shim_word_load(progressWord)
             kick(domain)
@@ -434,45 +503,69 @@ internal final class _Reclaimer: @unchecked Sendable {
 
     /// Wakes the worker, starting it if none runs.
     func kick(_ domain: RCUDomain) {
-        if workerState.load(ordering: .acquiring) == 0 { startWorker(domain) }
+        if workerState.load(ordering: .acquiring) & Self.stateMask == 0 { startWorker(domain) }
         rcu_shim_word_increment(kickWord)
         _ = rcu_shim_futex_wake(kickWord, 1)
     }
 
     private func startWorker(_ domain: RCUDomain) {
-        guard workerState.compareExchange(expected: 0, desired: 1, ordering: .acquiringAndReleasing).exchanged else {
-            return
+        let state = workerState.load(ordering: .acquiring)
+        guard state & Self.stateMask == 0 else { return }
+        let running = (state & ~Self.stateMask) &+ Self.generationUnit | 1
+        guard workerState.compareExchange(expected: state, desired: running, ordering: .acquiringAndReleasing).exchanged else {
+            return  // another caller started it
         }
-        let context = Unmanaged.passRetained(_WorkerContext(domain)).toOpaque()
+        let context = Unmanaged.passRetained(_WorkerContext(domain, generation: running & ~Self.stateMask)).toOpaque()
         var thread = pthread_t()
         let status = pthread_create(&thread, nil, { context in
             let worker = Unmanaged<_WorkerContext>.fromOpaque(context!).takeRetainedValue()
-            worker.domain._reclaimer.run(worker.domain)
+            worker.domain._reclaimer.run(worker.domain, generation: worker.generation)
             return nil
         }, context)
-        precondition(status == 0, "swift-rcu: cannot start the reclamation worker (pthread_create: \(status))")
+        if status != 0 {
+            fatalError("swift-rcu: cannot start the reclamation worker of \(domain) (pthread_create: \(status) \(String(cString: strerror(status)))); retired objects and deferred callbacks cannot run")
+        }
         pthread_detach(thread)
     }
 
+    /// Stops the worker that runs now, if any, and waits until it has exited.
+    /// A worker started meanwhile by another thread's retire (or by the
+    /// kick below) is not this call's to wait for.
     func stopWorker(_ domain: RCUDomain) {
-        guard workerState.compareExchange(expected: 1, desired: 2, ordering: .acquiringAndReleasing).exchanged else {
+        var state = workerState.load(ordering: .acquiring)
+        while true {
+            switch state & Self.stateMask {
+            case 0:
+                // None runs. A writer that queued while a worker was asked to
+                // stop did not kick (it saw one running); it must not wait
+                // for the next writer.
+                if hasWork(domain) { kick(domain) }
+                return
+            case 1:
+                let stopping = state & ~Self.stateMask | 2
+                let result = workerState.compareExchange(expected: state, desired: stopping, ordering: .acquiringAndReleasing)
+                if result.exchanged { state = stopping } else { state = result.original; continue }
+            default:
+                break  // asked to stop already, by us or by a concurrent stopWorker
+            }
+            // Only the worker leaves the stopping state, by exiting.
+            while workerState.load(ordering: .acquiring) == state {
+                rcu_shim_word_increment(kickWord)
+                _ = rcu_shim_futex_wake(kickWord, 1)
+                rcu_shim_sleep_ns(100_000)
+            }
+            if hasWork(domain) { kick(domain) }
             return
         }
-        while workerState.load(ordering: .acquiring) != 0 {
-            rcu_shim_word_increment(kickWord)
-            _ = rcu_shim_futex_wake(kickWord, 1)
-            rcu_shim_sleep_ns(100_000)
-        }
-        // A writer that queued while the state was 2 did not kick (the
-        // worker was running); it must not wait for the next writer.
-        if hasWork(domain) { kick(domain) }
     }
 
     /// The worker loop: detach, one grace period, run, repeat; sleep when idle;
     /// exit after a second idle (releasing the domain) or when stopped.
-    private func run(_ domain: RCUDomain) {
+    /// `generation`: this worker's bits of `workerState`.
+    private func run(_ domain: RCUDomain, generation: Int) {
+        let running = generation | 1
         var idleSince: UInt64 = 0
-        while workerState.load(ordering: .acquiring) == 1 {
+        while workerState.load(ordering: .acquiring) == running {
             let seen = rcu_shim_word_load(kickWord)
             if processBatch(domain) {
                 idleSince = 0
@@ -491,7 +584,7 @@ internal final class _Reclaimer: @unchecked Sendable {
                 // Idle for a second: exit unless something arrived meanwhile.
                 workerIdle.store(true, ordering: .sequentiallyConsistent)
                 if hasWork(domain) { workerIdle.store(false, ordering: .relaxed); continue }
-                if workerState.compareExchange(expected: 1, desired: 0, ordering: .acquiringAndReleasing).exchanged {
+                if workerState.compareExchange(expected: running, desired: generation, ordering: .acquiringAndReleasing).exchanged {
                     workerIdle.store(false, ordering: .relaxed)
                     if hasWork(domain) { kick(domain) }  // a writer raced with the exit
                     return
@@ -504,7 +597,9 @@ internal final class _Reclaimer: @unchecked Sendable {
             }
             workerIdle.store(false, ordering: .relaxed)
         }
-        workerState.store(0, ordering: .releasing)
+        // Asked to stop (state 2 of this generation): only this thread
+        // leaves that state.
+        workerState.store(generation, ordering: .releasing)
     }
 
     /// After a batch, waits up to `pacingNanoseconds` for more callbacks to
@@ -560,6 +655,20 @@ internal final class _Reclaimer: @unchecked Sendable {
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
         if needsGracePeriod {
             notePeak(pending(domain))
+            // (P-w), the retiring threads' (P): in the membarrier modes a
+            // membarrier, which pairs with the compiler barrier (B) after
+            // each retiring thread's lock increment, where (P) on this
+            // thread alone would not do. A writer whose claim landed in a
+            // chunk detached above loaded `current` before the exchange, so
+            // the IPI's barrier on its CPU comes after that load, and so
+            // after its unpublish, which is visible to every CPU when this
+            // returns: a reader that (A) does not find inside a section
+            // starts after (A) reached its CPU, after this, and cannot load
+            // the unpublished object (docs/design.md §5, "Late claims";
+            // docs/model retire.pml). The fence modes need nothing more:
+            // the writer's own (B) is a fence between its unpublish and its
+            // load of `current`.
+            if !detached.isEmpty { domain._orderRetiringThreads() }
             // One grace period for the whole batch, shared with concurrent
             // synchronize() callers and pollers.
             domain._waitForSequence(domain._snapshotState()._sequence)
@@ -590,10 +699,16 @@ internal final class _Reclaimer: @unchecked Sendable {
             for chunk in chain.reversed() {
                 let claimed = min(chunk.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
                 for index in 0..<claimed {
-                    let bits = chunk.items[index].exchange(0, ordering: .acquiring)
+                    var bits = chunk.items[index].exchange(0, ordering: .acquiring)
                     // The writer stored before leaving its read section, and
-                    // the grace period waited for that section.
-                    precondition(bits != 0, "swift-rcu: reclamation slot empty after a grace period")
+                    // the grace period waited for that section. The canary's
+                    // grace periods wait for nobody, so there a writer may
+                    // still be between its claim and its store: wait for it.
+                    while bits == 0 && domain._skipsGracePeriods {
+                        rcu_shim_cpu_relax()
+                        bits = chunk.items[index].exchange(0, ordering: .acquiring)
+                    }
+                    if bits == 0 { fatalError("swift-rcu: reclamation slot empty after a grace period of \(domain)") }
                     if bits & Self.callbackTag != 0 {
                         // Release: pairs with the acquire load in `pending`;
                         // the marker's acq_rel `arrive` follows it.
@@ -664,7 +779,11 @@ internal final class _BarrierMarkers: @unchecked Sendable {
 /// What the worker thread holds: a strong reference to its domain.
 private final class _WorkerContext {
     let domain: RCUDomain
-    init(_ domain: RCUDomain) { self.domain = domain }
+    let generation: Int
+    init(_ domain: RCUDomain, generation: Int) {
+        self.domain = domain
+        self.generation = generation
+    }
 }
 
 internal func _monotonicNanoseconds() -> UInt64 {

@@ -72,7 +72,7 @@ public final class RCUHashMap<Key: Hashable, Value> {
     ///   - domain: the RCU domain for lookups and reclamation.
     /// - Complexity: O(`minimumCapacity`).
     public init(minimumCapacity: Int = 0, domain: RCUDomain = .shared) {
-        precondition(minimumCapacity >= 0, "RCUHashMap: minimumCapacity must not be negative (got \(minimumCapacity))")
+        if minimumCapacity < 0 { fatalError("RCUHashMap: minimumCapacity must not be negative (got \(minimumCapacity))") }
         self.domain = domain
         let minimumBuckets = Self._bucketCount(for: minimumCapacity, minimum: 16)
         _minimumBuckets = Atomic(minimumBuckets)
