@@ -19,8 +19,12 @@ quick-tour: build-release
 bench: build-release
 	.build/release/rcu-stress bench
 
+# A bound on the whole run: a deadlock that no watchdog covers fails the run
+# (timeout exits 124 or 137) instead of hanging CI for its 90 minutes.
+TEST_TIMEOUT ?= 1800
+
 test: deps
-	$(SWIFT) test
+	timeout -k 10 $(TEST_TIMEOUT) $(SWIFT) test
 
 # The test suite under the sanitizers (docs/testing.md, "Sanitizers"). Each
 # has its own scratch path, so neither rebuilds the plain debug build.
@@ -28,8 +32,8 @@ test: deps
 # (docs/design.md, 8.1); a race report fails the run (exit code 66).
 test-asan: deps
 	$(SWIFT) build --build-tests --sanitize=address --scratch-path .build-asan
-	$(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
+	timeout -k 10 $(TEST_TIMEOUT) $(SWIFT) test --skip-build --sanitize=address --scratch-path .build-asan
 
 test-tsan: deps
 	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
-	$(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan
+	timeout -k 10 $(TEST_TIMEOUT) $(SWIFT) test --skip-build --sanitize=thread --scratch-path .build-tsan

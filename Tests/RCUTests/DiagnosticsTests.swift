@@ -73,7 +73,7 @@ private func reportsDuringShortStall(timeout: Duration?) -> [RCUStallReport] {
     return collector.reports.withLock { $0 }
 }
 
-@Suite("Diagnostics")
+@Suite("Diagnostics", .timeLimit(.minutes(10)))
 struct DiagnosticsTests {
     @Test("A stalled reader produces one report naming its slot", arguments: TestMode.allCases)
     func stallReport(mode: TestMode) {

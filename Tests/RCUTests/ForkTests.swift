@@ -31,7 +31,7 @@ private func childSucceeded(_ child: pid_t, seconds: Double = 30) -> Bool {
     return status & 0x7F == 0 && (status >> 8) & 0xFF == 0
 }
 
-@Suite("fork")
+@Suite("fork", .timeLimit(.minutes(10)))
 struct ForkTests {
     // ThreadSanitizer does not support creating threads in the child of a
     // multi-threaded fork (the child's worker thread): its runtime stops the

@@ -6,7 +6,7 @@ import Synchronization
 import RCUTestSupport
 import Testing
 
-@Suite("Grace periods", .serialized)
+@Suite("Grace periods", .serialized, .timeLimit(.minutes(10)))
 struct GracePeriodTests {
     /// A reader enters, then lingers 50 ms, sets `released`, and unlocks;
     /// meanwhile this thread calls synchronize(). Returns whether
@@ -28,16 +28,10 @@ struct GracePeriodTests {
         return outlasted
     }
 
-    @Test("synchronize waits for a reader that began before it", arguments: TestMode.allCases)
+    @Test("synchronize waits for a reader that began before it", arguments: TestMode.withCanary)
     func waitsForEarlierReader(mode: TestMode) {
-        #expect(synchronizeOutlastsEarlierReader(mode.makeDomain()),
-                "synchronize() returned while an earlier reader was inside")
-    }
-
-    @Test("the canary domain fails the same check")
-    func brokenDomainIsCaught() {
-        #expect(!synchronizeOutlastsEarlierReader(makeBrokenDomain()),
-                "the broken domain waited: this check could never fail")
+        let outlasted = synchronizeOutlastsEarlierReader(mode.makeDomain())
+        expectViolations(outlasted ? 0 : 1, in: mode, "synchronize() returned while an earlier reader was inside")
     }
 
     @Test("synchronize does not wait for readers that began after its flip", arguments: TestMode.allCases)
@@ -71,7 +65,7 @@ struct GracePeriodTests {
         #expect(domain._openSections() == 0)
     }
 
-    @Test("concurrent callers share grace periods", arguments: TestMode.allCases)
+    @Test("concurrent callers share grace periods", arguments: TestMode.withCanary)
     func concurrentCallersShare(mode: TestMode) {
         let domain = mode.makeDomain()
         let token = domain.lock()
@@ -98,31 +92,27 @@ struct GracePeriodTests {
         let returnedValue = returned.load(ordering: .relaxed)
         #expect(returnedValue == callers)
         let earlyValue = early.load(ordering: .relaxed)
-        #expect(earlyValue == 0, "a caller returned while the reader was inside")
+        expectViolations(earlyValue, in: mode, "a caller returned while the reader was inside")
         // All eight began during the first grace period (or before it), so
         // one more covers the rest.
-        #expect(domain.gracePeriodsCompleted - before <= 2)
+        if !mode.isCanary { #expect(domain.gracePeriodsCompleted - before <= 2) }
     }
 
-    @Test("torture: readers never see a poisoned object", arguments: TestMode.allCases)
-    func tortureHasNoViolations(mode: TestMode) {
+    @Test("torture: readers never see a poisoned object", arguments: TestMode.withCanary)
+    func torture(mode: TestMode) {
         let torture = PoisonTorture(domain: mode.makeDomain())
-        torture.run(seconds: 2)
+        if mode.isCanary {
+            // A bound, not a duration: it stops at the first violation
+            // (usually well under a second; once 20 s ran out in a
+            // ThreadSanitizer run on a loaded 2-CPU machine).
+            torture.run(seconds: threadSanitizerBuild ? 60 : 20, stopOnViolation: true)
+        } else {
+            torture.run(seconds: 2)
+        }
         let (reads, updates, violations) = torture.counts
         #expect(updates > 0)
         #expect(reads > 0)
-        #expect(violations == 0)
-        #expect(torture.domain._openSections() == 0)
-    }
-
-    @Test("torture: the canary is caught")
-    func tortureCatchesCanary() {
-        let torture = PoisonTorture(domain: makeBrokenDomain())
-        // A bound, not a duration: it stops at the first violation (usually
-        // well under a second; once 20 s ran out in a ThreadSanitizer run on
-        // a loaded 2-CPU machine, where every atomic is a runtime call).
-        torture.run(seconds: threadSanitizerBuild ? 60 : 20, stopOnViolation: true)
-        let violations = torture.counts.violations
-        #expect(violations > 0, "the harness cannot see a grace period that ends early")
+        expectViolations(violations, in: mode, "a reader saw a poisoned object")
+        if !mode.isCanary { #expect(torture.domain._openSections() == 0) }
     }
 }

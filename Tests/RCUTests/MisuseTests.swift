@@ -10,7 +10,7 @@ import Testing
 /// An object retired from a stall handler.
 private final class HandlerRetired {}
 
-@Suite("Misuse")
+@Suite("Misuse", .timeLimit(.minutes(10)))
 struct MisuseTests {
     private func stderrText(_ result: ExitTest.Result?) -> String {
         String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)

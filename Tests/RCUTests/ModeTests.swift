@@ -5,7 +5,7 @@ import Glibc
 import RCUTestSupport
 import Testing
 
-@Suite("Modes")
+@Suite("Modes", .timeLimit(.minutes(10)))
 struct ModeTests {
     @Test("ThreadSanitizer builds run atomic+seqcst in every configuration, and say why")
     func threadSanitizerMode() {

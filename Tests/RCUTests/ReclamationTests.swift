@@ -32,45 +32,38 @@ final class Tracked: @unchecked Sendable {
     }
 }
 
-@Suite("Reclamation", .serialized)
+@Suite("Reclamation", .serialized, .timeLimit(.minutes(10)))
 struct ReclamationTests {
-    @Test("every retired object is deinitialised once, after a grace period", arguments: TestMode.allCases)
+    @Test("every retired object is freed once, and never while a reader can see it", arguments: TestMode.withCanary)
     func leakAccounting(mode: TestMode) {
-        let domain = mode.makeDomain()
-        let counter = LifeCounter()
-        let perThread = 20_000
-        let threads = (0..<2).map { _ in
-            TestThread {
-                for _ in 0..<perThread {
-                    let object = Tracked(counter, domain)
-                    object.retiredAt = domain._snapshotState()
-                    domain.retire(object)
-                }
-            }
+        let torture = RetireTorture(domain: mode.makeDomain(), chains: 2)
+        withWatchdog("retire torture (\(mode))", seconds: 120) {
+            torture.run(perChain: mode.isCanary ? 200_000 : 20_000, stopOnViolation: mode.isCanary)
         }
-        for thread in threads { thread.join() }
-        domain.barrier()
-        let (deinits, early) = counter.counts
-        #expect(deinits == 2 * perThread)
-        #expect(early == 0)
-        #expect(domain.pendingCallbacks == 0)
+        let retired = torture.retired.load(ordering: .relaxed)
+        #expect(torture.reads.load(ordering: .relaxed) > 0)
+        #expect(torture.freed.load(ordering: .acquiring) == retired, "\(retired) retired")
+        #expect(torture.domain.pendingCallbacks == 0)
+        expectViolations(torture.violations.load(ordering: .relaxed), in: mode, "a reader saw a retired object freed")
     }
 
-    @Test("a retired object outlives a reader that began before the retire", arguments: TestMode.allCases)
+    @Test("a retired object and a deferred callback outlive a reader that began before them", arguments: TestMode.withCanary)
     func retireWaitsForReader(mode: TestMode) {
         let domain = mode.makeDomain()
         let counter = LifeCounter()
+        let deferred = Count()
         let box = TokenBox()
         let locker = TestThread { box.put(domain.lock()) }
         locker.join()
         domain.retire(Tracked(counter, domain))
-        domain.defer { _ = counter.counts }
+        domain.defer { deferred.add() }
         sleepMicroseconds(50_000)  // give the worker every chance to run early
-        let beforeUnlock = counter.counts.deinits
+        let beforeUnlock = counter.counts.deinits + deferred.current
         if let token = box.take() { domain.unlock(token) }
-        domain.barrier()
-        #expect(beforeUnlock == 0, "an object was freed while a reader that could see it was inside")
+        withWatchdog("barrier after the reader left", seconds: 60) { domain.barrier() }
+        expectViolations(beforeUnlock, in: mode, "an object was freed or a callback ran while a reader that could see it was inside")
         #expect(counter.counts.deinits == 1)
+        #expect(deferred.current == 1)
     }
 
     @Test("barrier drains callbacks that queue callbacks")
@@ -87,50 +80,74 @@ struct ReclamationTests {
         #expect(count == 10)
     }
 
-    @Test("memory stays under the bound while a reader stalls")
-    func backpressureUnderStalledReader() {
+    @Test("memory stays under the bound while a reader stalls, and nothing is freed under it", arguments: TestMode.withCanary)
+    func backpressureUnderStalledReader(mode: TestMode) {
         // The bound holds exactly from 1024 per possible CPU (see
         // Configuration.maxPendingCallbacks).
         let bound = max(8192, 1024 * RCUDomain()._slotCount)
-        var configuration = RCUDomain.Configuration()
+        var configuration = mode.configuration
         configuration.maxPendingCallbacks = bound
         let domain = RCUDomain(configuration: configuration)
-        let counter = LifeCounter()
+        let count = LiveCount()
         let box = TokenBox()
-        let stalledReader = TestThread { box.put(domain.lock()) }
-        stalledReader.join()
+        TestThread { box.put(domain.lock()) }.join()
         let retired = Count()
-        let total = 12 * bound
-        let retirer = TestThread {
-            for _ in 0..<total {
-                domain.retire(Tracked(counter, domain))
-                retired.add()
+        let perRetirer = 6 * bound
+        var freedWhileStalled = 0
+        var queuedWhileStalled = 0
+        withWatchdog("two retirers against a stalled reader", seconds: 120) {
+            let retirers = (0..<2).map { _ in
+                TestThread {
+                    for _ in 0..<perRetirer {
+                        let object = Counted(count, domain)
+                        count.willRetire()
+                        domain.retire(object)
+                        retired.add()
+                    }
+                }
             }
+            // While the reader stalls nothing can be reclaimed, so the
+            // retirers must stop near the bound instead of queueing all.
+            let filled = waitUntil(seconds: mode.isCanary ? 2 : 30) { domain.pendingCallbacks >= bound / 2 }
+            if !mode.isCanary { #expect(filled) }
+            sleepMicroseconds(200_000)
+            queuedWhileStalled = retired.current
+            freedWhileStalled = count.deinits.load(ordering: .acquiring)
+            if let token = box.take() { domain.unlock(token) }
+            for retirer in retirers { retirer.join() }
+            domain.barrier()
         }
-        // While the reader stalls nothing can be reclaimed, so the retirer
-        // must stop near the bound instead of queueing all of them.
-        #expect(waitUntil(seconds: 30) { domain.pendingCallbacks >= bound / 2 })
-        sleepMicroseconds(200_000)
-        let queuedWhileStalled = retired.current
-        if let token = box.take() { domain.unlock(token) }
-        retirer.join()
-        domain.barrier()
-        #expect(queuedWhileStalled <= bound)
-        #expect(domain.peakPendingCallbacks <= bound)
-        #expect(counter.counts.deinits == total)
+        expectViolations(freedWhileStalled, in: mode, "objects retired after the reader entered were freed while it stalled")
+        if !mode.isCanary {
+            #expect(queuedWhileStalled <= bound)
+            #expect(count.peak.load(ordering: .relaxed) <= bound)
+        }
+        #expect(count.deinits.load(ordering: .acquiring) == 2 * perRetirer)
     }
 
-    @Test("inside a read section retire never waits, even over the bound")
-    func noWaitInsideReadSection() {
-        var configuration = RCUDomain.Configuration()
+    @Test("inside a read section retire never waits, even over the bound, and frees nothing early", arguments: TestMode.withCanary)
+    func noWaitInsideReadSection(mode: TestMode) {
+        var configuration = mode.configuration
         configuration.maxPendingCallbacks = 1024
         let domain = RCUDomain(configuration: configuration)
         let counter = LifeCounter()
-        domain.read {
-            for _ in 0..<5_000 { domain.retire(Tracked(counter, domain)) }
+        let freedInside = Count()
+        withWatchdog("retires over the bound inside read sections", seconds: 60) {
+            let threads = (0..<2).map { _ in
+                TestThread {
+                    domain.read {
+                        for _ in 0..<5_000 { domain.retire(Tracked(counter, domain)) }
+                        sleepMicroseconds(20_000)  // the worker's chance to free early
+                        // This section began before every one of them.
+                        freedInside.add(counter.counts.deinits)
+                    }
+                }
+            }
+            for thread in threads { thread.join() }
+            domain.barrier()
         }
-        domain.barrier()
-        #expect(counter.counts.deinits == 5_000)
+        expectViolations(freedInside.current, in: mode, "objects were freed inside the section that retired them")
+        #expect(counter.counts.deinits == 10_000)
     }
 
     @Test("the worker stops cleanly and restarts on demand")
@@ -140,40 +157,68 @@ struct ReclamationTests {
         for _ in 0..<1000 { domain.retire(Tracked(counter, domain)) }
         domain.stopWorker()
         #expect(counter.counts.deinits == 1000)
-        #expect(domain._reclaimer.workerState.load(ordering: .relaxed) == 0)
+        #expect(domain._reclaimer.workerState.load(ordering: .relaxed) & _Reclaimer.stateMask == 0)
         for _ in 0..<1000 { domain.retire(Tracked(counter, domain)) }
         domain.barrier()
         #expect(counter.counts.deinits == 2000)
     }
 
-    @Test("polling from several threads completes", arguments: TestMode.allCases)
+    @Test("polls from several threads wait for a reader, then complete", arguments: TestMode.withCanary)
     func pollingFromThreads(mode: TestMode) {
         let domain = mode.makeDomain()
         let completed = Count()
-        let threads = (0..<4).map { _ in
-            TestThread {
-                for _ in 0..<200 {
-                    let state = domain.pollState()
-                    if waitUntil(seconds: 30, { domain.poll(state) }) { completed.add() }
+        let early = Count()
+        withWatchdog("polling rounds", seconds: 120) {
+            for _ in 0..<20 {
+                let box = TokenBox()
+                TestThread { box.put(domain.lock()) }.join()
+                let polled = Count()
+                let pollers = (0..<4).map { _ in
+                    TestThread {
+                        let state = domain.pollState()
+                        // The reader is inside: the state cannot complete.
+                        if domain.poll(state) { early.add() }
+                        sleepMicroseconds(2_000)
+                        if domain.poll(state) { early.add() }
+                        polled.add()
+                        if waitUntil(seconds: 30 * sanitizerSlowdown, { domain.poll(state) }) { completed.add() }
+                    }
                 }
+                _ = waitUntil(seconds: 30) { polled.current == 4 }
+                if let token = box.take() { domain.unlock(token) }
+                for poller in pollers { poller.join() }
             }
         }
-        for thread in threads { thread.join() }
-        #expect(completed.current == 800)
+        #expect(completed.current == 80)
+        expectViolations(early.current, in: mode, "poll() said complete while a reader that began before pollState() was inside")
     }
 
-    @Test("synchronize(until:) returns at once for a completed state")
-    func synchronizeUntil() {
-        let domain = RCUDomain()
+    @Test("synchronize(until:) waits for a reader, and returns at once for a completed state", arguments: TestMode.withCanary)
+    func synchronizeUntil(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let box = TokenBox()
+        TestThread { box.put(domain.lock()) }.join()
         let state = domain.pollState()
-        domain.synchronize(until: state)
+        let returned = Flag()
+        var returnedEarly = false
+        withWatchdog("synchronize(until:) after the reader left", seconds: 60) {
+            let waiter = TestThread {
+                domain.synchronize(until: state)
+                returned.set()
+            }
+            sleepMicroseconds(20_000)
+            returnedEarly = returned.isSet || domain.poll(state)
+            if let token = box.take() { domain.unlock(token) }
+            waiter.join()
+        }
+        expectViolations(returnedEarly ? 1 : 0, in: mode, "synchronize(until:) returned while a reader that began before pollState() was inside")
         #expect(domain.poll(state))
         let before = domain.gracePeriodsCompleted
         domain.synchronize(until: state)
         #expect(domain.gracePeriodsCompleted == before)
     }
 
-    @Test("async synchronize from many tasks waits for an earlier reader", arguments: TestMode.allCases)
+    @Test("async synchronize from many tasks waits for an earlier reader", arguments: TestMode.withCanary)
     func asyncSynchronizeFromManyTasks(mode: TestMode) async {
         let domain = mode.makeDomain()
         let box = TokenBox()
@@ -195,7 +240,7 @@ struct ReclamationTests {
             }
         }
         releaser.join()
-        #expect(early.current == 0)
+        expectViolations(early.current, in: mode, "an async synchronize returned while an earlier reader was inside")
     }
 
     @Test("async barrier waits for earlier callbacks")

@@ -24,7 +24,7 @@ final class Node: Sendable {
     }
 }
 
-@Suite("RCUReference and RCUSnapshot", .serialized)
+@Suite("RCUReference and RCUSnapshot", .serialized, .timeLimit(.minutes(10)))
 struct ReferenceTests {
     @Test("load, store, exchange and compareExchange")
     func referenceOperations() {
@@ -63,8 +63,27 @@ struct ReferenceTests {
         #expect(counter.counts.deinits == 1001)
     }
 
-    @Test("readers never borrow a freed object while writers replace it", arguments: TestMode.allCases)
-    func referenceTorture(mode: TestMode) {
+    @Test("readers never borrow a freed object while writers replace it", arguments: TestMode.withCanary)
+    func referenceTorture(mode: TestMode) async {
+        if mode.isCanary {
+            // Real early frees: run it where a crash cannot end the test run.
+            // A child may die walking a freed node before its detector runs;
+            // it must fire in one of a few attempts.
+            var results: [ExitTest.Result?] = []
+            for _ in 0..<canaryAttempts {
+                results.append(await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+                    exitWithCanaryResult(ReferenceTests().referenceTortureViolations(mode: .canary))
+                })
+                if canaryWasCaught(results.last!) { break }
+            }
+            expectCanaryCaught(results, "a reader borrowed a node that was released")
+        } else {
+            expectViolations(referenceTortureViolations(mode: mode), in: mode, "a reader borrowed a node that was released")
+        }
+    }
+
+    /// The body of `referenceTorture`; returns the violations it saw.
+    func referenceTortureViolations(mode: TestMode) -> Int {
         let domain = mode.makeDomain()
         let counter = LifeCounter()
         let reference = RCUReference<Node>(Node(0, counter), domain: domain)
@@ -76,26 +95,31 @@ struct ReferenceTests {
                     reference.read { node in
                         for _ in 0..<32 where node?.alive.load(ordering: .relaxed) != 0x5AFE {
                             violations.add()
+                            stopCanaryAtFirstViolation(mode)
                             break
                         }
                     }
                 }
             }
         }
+        let stores = Count()
         let writer = TestThread {
             var value = 1
             while !stop.isSet {
                 reference.store(Node(value, counter))
                 value += 1
             }
+            stores.add(value - 1)
         }
-        sleepMicroseconds(1_000_000)
+        _ = waitUntil(seconds: 1) { mode.isCanary && violations.current > 0 }
         stop.set()
         writer.join()
         for reader in readers { reader.join() }
         domain.barrier()
-        #expect(violations.current == 0)
-        #expect(counter.counts.deinits > 0)
+        // Every replaced node, the initial one included; the current one lives.
+        #expect(counter.counts.deinits == stores.current)
+        #expect(stores.current > 0)
+        return violations.current
     }
 
     struct Pair: Sendable, Equatable {

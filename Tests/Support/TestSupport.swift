@@ -20,12 +20,23 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
     case atomicFence
     /// The ThreadSanitizer mode (`atomic+seqcst`), forced by configuration.
     case seqCst
+    /// The canary: grace periods that wait for nobody (`makeBrokenDomain()`).
+    /// Not in `allCases`: tests that claim to catch an early free or a missed
+    /// reader take `withCanary` and must report a violation for it.
+    case canary
 
     /// Every mode, or in a ThreadSanitizer build, where every configuration
     /// runs `atomic+seqcst`, only `automatic`: the others would repeat it.
     public static var allCases: [TestMode] {
         threadSanitizerBuild ? [.automatic] : [.automatic, .atomic, .fence, .atomicFence, .seqCst]
     }
+
+    /// Every mode, then the canary.
+    public static var withCanary: [TestMode] { allCases + [.canary] }
+
+
+    /// Whether this is the broken domain.
+    public var isCanary: Bool { self == .canary }
 
     public var testDescription: String { rawValue }
 
@@ -39,6 +50,10 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
         case .seqCst:
             var configuration = RCUDomain.Configuration(honorsEnvironment: false)
             configuration.forcesSequentiallyConsistent = true
+            return configuration
+        case .canary:
+            var configuration = RCUDomain.Configuration()
+            configuration._skipsGracePeriods = true
             return configuration
         }
     }
@@ -54,6 +69,17 @@ public let threadSanitizerBuild: Bool = dlsym(nil, "__tsan_init") != nil
 
 /// Whether the AddressSanitizer runtime is in the process.
 public let addressSanitizerBuild: Bool = dlsym(nil, "__asan_init") != nil
+
+/// Checks the violations a concurrency test saw: none in a correct mode, and
+/// at least one for the canary, which shows that the check can fail.
+public func expectViolations(_ count: Int, in mode: TestMode, _ what: String,
+                             sourceLocation: SourceLocation = #_sourceLocation) {
+    if mode.isCanary {
+        #expect(count > 0, "the canary was not caught (\(what)): this check cannot fail", sourceLocation: sourceLocation)
+    } else {
+        #expect(count == 0, "\(count) violation(s): \(what)", sourceLocation: sourceLocation)
+    }
+}
 
 /// The canary: a domain whose synchronize() does not wait.
 public func makeBrokenDomain() -> RCUDomain {
@@ -123,4 +149,72 @@ public final class Count: Sendable {
     private let value = Atomic<Int>(0)
     public func add(_ amount: Int = 1) { value.add(amount, ordering: .relaxed) }
     public var current: Int { value.load(ordering: .relaxed) }
+}
+
+/// How much slower than a plain debug build the sanitizers run: bounds of
+/// watchdogs and waits are multiplied by it.
+public let sanitizerSlowdown: Double = threadSanitizerBuild ? 6 : addressSanitizerBuild ? 3 : 1
+
+/// Runs `body`; if it has not returned within `seconds` (times the
+/// sanitizer slowdown), prints what hung and stops the process with exit
+/// status 70. A deadlock then fails the run instead of hanging it: Swift
+/// Testing's `.timeLimit` cannot end a test blocked in a synchronous wait.
+public func withWatchdog<Result>(_ what: String, seconds: Double, _ body: () throws -> Result) rethrows -> Result {
+    let done = Flag()
+    let limit = seconds * sanitizerSlowdown
+    let deadline = monotonicSeconds() + limit
+    let watchdog = TestThread {
+        while !done.isSet {
+            if monotonicSeconds() > deadline {
+                let message = "watchdog: \(what) did not finish within \(limit) s: a hang\n"
+                _ = message.withCString { write(2, $0, strlen($0)) }
+                _exit(70)
+            }
+            sleepMicroseconds(5_000)
+        }
+    }
+    defer {
+        done.set()
+        watchdog.join()
+    }
+    return try body()
+}
+
+/// Ends an exit-test child that ran a canary whose early frees are real (a
+/// crash there must not take the test run with it): exit 3 with a marker
+/// when the test's detector fired, exit 0 when it saw nothing.
+public func exitWithCanaryResult(_ violations: Int) -> Never {
+    if violations > 0 {
+        let message = "canary caught: \(violations) violation(s)\n"
+        _ = message.withCString { write(2, $0, strlen($0)) }
+        _exit(3)
+    }
+    _exit(0)
+}
+
+/// Attempts a canary child gets: one whose early frees are real may crash
+/// before its detector runs (a reader follows a freed node's link).
+public let canaryAttempts = 8
+
+/// Whether a canary child's detector fired (exit 3 with the marker).
+public func canaryWasCaught(_ result: ExitTest.Result?) -> Bool {
+    String(decoding: result?.standardErrorContent ?? [], as: UTF8.self).contains("canary caught:")
+}
+
+/// The parent's side of `exitWithCanaryResult`: one of the attempts must
+/// have exited 3 with the marker; crashes and clean exits do not count.
+public func expectCanaryCaught(_ results: [ExitTest.Result?], _ what: String,
+                               sourceLocation: SourceLocation = #_sourceLocation) {
+    let caught = results.contains(where: canaryWasCaught)
+    let crashes = results.filter { if case .signal = $0?.exitStatus { return true } else { return false } }.count
+    #expect(caught, "the canary's detector did not fire (\(what)) in \(results.count) attempts (\(crashes) crashed first): this check cannot fail",
+            sourceLocation: sourceLocation)
+}
+
+/// Called where a canary child's detector fires: ends the child at once with
+/// the marker, before the early free it saw can crash it (a reader that goes
+/// on walking freed nodes soon does). Does nothing in a correct mode.
+@inline(never)
+public func stopCanaryAtFirstViolation(_ mode: TestMode) {
+    if mode.isCanary { exitWithCanaryResult(1) }
 }
