@@ -26,8 +26,8 @@
  *                 periods until the target is reached: seq += 1, (A), scans
  *                 of unlock sums, (S), lock sums until balanced, (E) seq +=
  *                 1), then the free: read the detached chunk's claim count
- *                 and slot, poison the object found there (A), recycle the
- *                 chunk.
+ *                 and slot, poison the object found there (object A),
+ *                 recycle the chunk.
  *   L  leader()   (with NSYNC > 0) NSYNC synchronize() calls: (P), read the
  *                 sequence, _waitForSequence.  It can lead the grace period
  *                 the worker's batch waits for, so that (A) is issued by
@@ -54,7 +54,7 @@
  *                     the atomic fallback path's lock xadd
  *     ATOMIC_MODE     atomic+membarrier: every increment is a lock xadd (a
  *                     full barrier on x86)
- *     FENCE_MODE      rseq+fence / atomic+fence: (P-w) and (A) are fences in
+ *     FENCE_MODE      rseq+fence / atomic+fence: (P) and (A) are fences in
  *                     the worker (and the leader), (B) and (D) seq_cst
  *                     fences in R and W
  *
@@ -64,6 +64,11 @@
  *                     current at the claim
  *     XCHG_UNPUBLISH  W unpublishes with an atomic exchange (as
  *                     RCUReference.store does): an RMW, so a full barrier
+ *     PW_BEFORE_DETACH  MUTANT: the worker's membarrier comes just before
+ *                     the detach instead of after it           -> fails
+ *     BAD_TARGET      MUTANT: the snapshot's target is (s + 2) & ~1, which
+ *                     accepts the end of a grace period already running
+ *                     when the snapshot was taken (fails with NSYNC > 0)
  *
  * Properties (safety; pan -DSAFETY):
  *   - the reader never sees the object it loaded from gp poisoned;
