@@ -81,6 +81,11 @@ extension RCUDomain {
     /// Stops the worker thread after draining every pending callback. A later
     /// retire, defer, ``pollState()`` or async wait starts it again.
     ///
+    /// It waits for the worker that runs when it is called to exit, and no
+    /// longer: a retire on another thread during or after the call may start
+    /// a new worker, which this call neither waits for nor stops. Items
+    /// queued before the call have run when it returns (its ``barrier()``).
+    ///
     /// The worker also stops by itself after a second with nothing to do, and
     /// it never keeps the process from exiting.
     ///
