@@ -1,9 +1,18 @@
 // `rcu-stress storm`: the memory-bound check. Retiring threads flood a domain
 // with a small maxPendingCallbacks while one reader stalls inside a read
 // section for a while; nothing can be reclaimed during the stall, so the
-// retirers must wait instead of queueing without bound. Reports the peak
-// number pending (sampled by a monitor every millisecond and by the library
-// itself) against the bound.
+// retirers must wait instead of queueing without bound.
+//
+// The peak is counted, not sampled: every StormObject adds 1 to `outstanding`
+// just before it is retired and subtracts 1 in its deinit, and the peak is a
+// CAS-max at each increment. Every increment of an object comes before its
+// decrement in the counter's modification order (the retire hands the object
+// to the worker, which releases it), so the count at any moment is the
+// number of objects retired and not yet deinitialised, plus at most one per
+// retirer that counted its object and has not yet queued it: an upper bound
+// on what the library holds, off by at most the number of retirers. The
+// library's own `peakPendingCallbacks` (sampled where the library looks) is
+// reported beside it; `within_bound` is judged on the exact one.
 import Glibc
 import RCU
 import Synchronization
@@ -16,8 +25,44 @@ struct StormOptions {
     var json = false
 }
 
+/// Counts of the storm's objects, shared with their deinit.
+final class StormCounts: Sendable {
+    /// Retired (or about to be) and not yet deinitialised.
+    let outstanding = Atomic<Int>(0)
+    /// The largest value `outstanding` reached.
+    let peak = Atomic<Int>(0)
+    let deinitialised = Atomic<Int>(0)
+
+    /// Counts one object about to be retired; call just before `retire`.
+    @inline(__always)
+    func willRetire() {
+        let now = outstanding.wrappingAdd(1, ordering: .relaxed).newValue
+        // A plain load first: the CAS-max runs only when the peak grows.
+        if now > peak.load(ordering: .relaxed) { _ = peak.max(now, ordering: .relaxed) }
+    }
+}
+
 final class StormObject {
     var payload: (Int, Int, Int, Int) = (0, 0, 0, 0)
+    let counts: StormCounts
+    init(_ counts: StormCounts) { self.counts = counts }
+    deinit {
+        counts.outstanding.wrappingSubtract(1, ordering: .relaxed)
+        counts.deinitialised.wrappingAdd(1, ordering: .relaxed)
+    }
+}
+
+/// Possible CPUs (/sys/devices/system/cpu/possible, as the library counts
+/// its slots): the library documents that a bound of at least 1,024 per
+/// possible CPU holds; below that it only promises a higher ceiling.
+func possibleCPUs() -> Int {
+    guard let file = fopen("/sys/devices/system/cpu/possible", "r") else { return onlineCPUs() }
+    defer { fclose(file) }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard fgets(&buffer, Int32(buffer.count), file) != nil else { return onlineCPUs() }
+    let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let highest = text.split(whereSeparator: { $0 == "," || $0 == "-" || $0 == "\n" }).compactMap { Int($0) }.max()
+    return highest.map { $0 + 1 } ?? onlineCPUs()
 }
 
 /// Runs the storm; returns the process exit code.
@@ -25,11 +70,20 @@ func runStorm(_ options: StormOptions) -> Int32 {
     var configuration = RCUDomain.Configuration()
     configuration.maxPendingCallbacks = options.bound
     let domain = RCUDomain(configuration: configuration)
+    let counts = StormCounts()
     let stop = StopFlag()
     let retired = Atomic<Int>(0)
-    let peakSampled = Atomic<Int>(0)
-    let start = nowNanoseconds()
 
+    // One retire and a barrier on this thread before any other thread
+    // exists: the reclamation worker is then the process's second thread,
+    // which scripts/cli-check.sh relies on to make its start fail
+    // (RLIMIT_NPROC) and look for the library's message.
+    counts.willRetire()
+    domain.retire(StormObject(counts))
+    domain.barrier()
+    retired.add(1, ordering: .relaxed)
+
+    let start = nowNanoseconds()
     let stalledReader = StressThread {
         // Stall once, a second into the run.
         sleepSeconds(min(1, options.duration / 4))
@@ -40,49 +94,64 @@ func runStorm(_ options: StormOptions) -> Int32 {
         retirers.append(StressThreadBox(StressThread {
             var count = 0
             while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
-                for _ in 0..<256 { domain.retire(StormObject()) }
+                for _ in 0..<256 {
+                    counts.willRetire()
+                    domain.retire(StormObject(counts))
+                }
                 count += 256
             }
             retired.add(count, ordering: .relaxed)
         }))
     }
-    let monitor = StressThread {
-        while !stop.isSet {
-            let pending = domain.pendingCallbacks
-            if pending > peakSampled.load(ordering: .relaxed) { peakSampled.store(pending, ordering: .relaxed) }
-            sleepSeconds(0.001)
-        }
-    }
     while Double(nowNanoseconds() - start) / 1e9 < options.duration && !interruptRequested.load(ordering: .relaxed) {
         if stderrIsTerminal {
-            writeStandardError("\r\u{1B}[Kstorm \(fixed(Double(nowNanoseconds() - start) / 1e9, 1))s pending \(domain.pendingCallbacks)")
+            writeStandardError("\r\u{1B}[Kstorm \(fixed(Double(nowNanoseconds() - start) / 1e9, 1))s"
+                + " outstanding \(counts.outstanding.load(ordering: .relaxed)) peak \(counts.peak.load(ordering: .relaxed))")
         }
         sleepSeconds(0.25)
     }
     if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
     stop.set()
     for thread in retirers { thread.join() }
-    monitor.join()
     stalledReader.join()
     domain.barrier()
     let seconds = Double(nowNanoseconds() - start) / 1e9
-    let peak = max(peakSampled.load(ordering: .relaxed), domain.peakPendingCallbacks)
+    let exactPeak = counts.peak.load(ordering: .relaxed)
+    let libraryPeak = domain.peakPendingCallbacks
     let total = retired.load(ordering: .relaxed)
-    let withinBound = peak <= options.bound
+    let deinitialised = counts.deinitialised.load(ordering: .relaxed)
+    let pendingAfterBarrier = domain.pendingCallbacks
+    // Every retired object must have been deinitialised by the barrier.
+    let leaked = total - deinitialised
+    let withinBound = exactPeak <= options.bound
+    // The library promises the bound itself only from 1,024 per possible
+    // CPU on; below that it documents a higher ceiling, which storm does not
+    // check: a smaller bound is run and reported, and its excess is no failure.
+    let guaranteed = options.bound >= 1024 * possibleCPUs()
+    let passed = (withinBound || !guaranteed) && leaked == 0 && pendingAfterBarrier == 0
     if options.json {
         print(JSON.object([
             ("tool", .string("rcu-stress")), ("command", .string("storm")),
             ("duration_s", .number((seconds * 1000).rounded() / 1000)), ("stall_s", .number(options.stall)),
             ("retirers", .integer(Int64(options.retirers))), ("bound", .integer(Int64(options.bound))),
-            ("retired", .integer(Int64(total))), ("peak_pending", .integer(Int64(peak))),
-            ("pending_after_barrier", .integer(Int64(domain.pendingCallbacks))),
-            ("within_bound", .bool(withinBound)),
+            ("retired", .integer(Int64(total))), ("peak_pending", .integer(Int64(exactPeak))),
+            ("peak_pending_exact", .integer(Int64(exactPeak))),
+            ("peak_pending_library", .integer(Int64(libraryPeak))),
+            ("pending_after_barrier", .integer(Int64(pendingAfterBarrier))),
+            ("deinitialised", .integer(Int64(deinitialised))), ("leaked", .integer(Int64(leaked))),
+            ("within_bound", .bool(withinBound)), ("bound_guaranteed", .bool(guaranteed)),
+            ("interrupted", .bool(interruptRequested.load(ordering: .relaxed))),
         ]).render())
     } else {
         print("rcu-stress storm: \(Machine.current.summary)")
         print("\(options.retirers) retirers for \(fixed(seconds, 1)) s, one reader stalled \(fixed(options.stall, 1)) s:"
             + " retired \(total) (\(formatDouble(Double(total) / seconds, significant: 4))/s),"
-            + " peak pending \(peak) of bound \(options.bound): \(withinBound ? "within" : "EXCEEDED")")
+            + " peak pending \(exactPeak) of bound \(options.bound): \(withinBound ? "within" : "EXCEEDED")"
+            + (withinBound || guaranteed ? "" : " (not checked: the library promises bounds from \(1024 * possibleCPUs()) on)"))
+        print("peak counted at each retire (retired and not yet deinitialised; over-counts by at most the"
+            + " \(options.retirers) retirers in flight): \(exactPeak); the library's peakPendingCallbacks: \(libraryPeak);"
+            + " after barrier(): \(pendingAfterBarrier) pending, \(leaked) retired objects not deinitialised")
+        if interruptRequested.load(ordering: .relaxed) { print("interrupted: partial results") }
     }
-    return withinBound && domain.pendingCallbacks == 0 ? 0 : 1
+    return passed ? 0 : 1
 }

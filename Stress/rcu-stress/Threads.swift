@@ -29,7 +29,8 @@ struct StressThread: ~Copyable {
             payload.body()
             return nil
         }, payload)
-        precondition(status == 0, "rcu-stress: pthread_create failed (\(status))")
+        // fatalError, not precondition: release builds keep its message.
+        if status != 0 { fatalError("rcu-stress: pthread_create failed (\(status) \(String(cString: strerror(status))))") }
         self.handle = handle
     }
 
