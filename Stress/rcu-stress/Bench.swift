@@ -328,6 +328,9 @@ struct BenchOptions {
     var svgPath: String? = nil
     /// Only these impls (all when nil).
     var impls: [String]? = nil
+    /// Skip the cases whose set-up dominates a short run (hashmap
+    /// lookup-1m's 1M-key prefills); the quick tour sets it.
+    var omitsLargePrefills = false
 }
 
 func runBench(_ options: BenchOptions) -> [BenchResult] {
