@@ -111,6 +111,30 @@ static inline int clu_ht_remove(struct cds_lfht *ht, unsigned long hash, int64_t
     return removed;
 }
 
+/// Adds an entry even when `key` is present (cds_lfht_add): the table then
+/// holds the key twice. Only the torture's `--sabotage duplicate-stable`
+/// does this, to show that its duplicate detector fires. Returns the entry,
+/// for clu_ht_remove_node.
+static inline struct clu_ht_node *clu_ht_add_duplicate(struct cds_lfht *ht, unsigned long hash, int64_t key,
+                                                       int64_t value, void (*release)(void *, int64_t),
+                                                       void *context) {
+    struct clu_ht_node *node = clu_ht_make_node(key, value, release, context);
+    urcu_memb_read_lock();
+    cds_lfht_add(ht, hash, &node->node);
+    urcu_memb_read_unlock();
+    return node;
+}
+
+/// Removes the entry `node` (from clu_ht_add_duplicate) and frees it after a
+/// grace period. Returns 1 when this call removed it.
+static inline int clu_ht_remove_node(struct cds_lfht *ht, struct clu_ht_node *node) {
+    urcu_memb_read_lock();
+    int removed = cds_lfht_del(ht, &node->node) == 0;
+    urcu_memb_read_unlock();
+    if (removed) urcu_memb_call_rcu(&node->rcu, clu_ht_free_node);
+    return removed;
+}
+
 /// The number of entries (cds_lfht_count_nodes; exact when quiescent).
 static inline long clu_ht_count(struct cds_lfht *ht) {
     long before, count, after;

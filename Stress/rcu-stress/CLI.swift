@@ -20,7 +20,8 @@ enum Command {
 let usageText = """
     usage: rcu-stress                       the default tour (add --quick for a short one)
            rcu-stress torture [--flavor F] [--workload W] [--readers N] [--updaters N]
-                              [--duration SECONDS] [--gp G] [--faults LIST] [--dwell N] [--json]
+                              [--duration SECONDS] [--gp G] [--faults LIST] [--dwell N]
+                              [--sabotage S] [--json]
            rcu-stress bench [--suite S] [--duration SECONDS] [--threads N] [--rounds N] [--impls LIST]
                             [--json] [--svg FILE]
            rcu-stress storm [--duration SECONDS] [--stall SECONDS] [--bound N] [--retirers N] [--json]
@@ -32,7 +33,11 @@ let usageText = """
       workloads W: \(Workload.available.map(\.rawValue).joined(separator: ", ")) (default pointer)
       grace periods G: \(GracePeriodMode.available.map(\.rawValue).joined(separator: ", ")) (default sync)
       faults: comma list of \(Fault.available.map(\.rawValue).joined(separator: ", "))
-      --dwell     re-reads of the element inside each read section (default 64)
+      --dwell     re-reads of the element inside each read section (default 64; 8192 for
+                  the broken flavor's hashmap canary)
+      --sabotage  break the hashmap or list workload on purpose (\(Sabotage.allCases.map(\.rawValue).joined(separator: ", "))):
+                  the run must then be caught by that fault's detector
+      a correct flavor's run fails below 1000 reads and 10 updates per second of its duration
 
       suites S: \(Suite.allCases.map(\.rawValue).joined(separator: ", "))
       --duration  seconds per (case, thread count, impl), split over the rounds (default 1)
@@ -54,7 +59,9 @@ let usageText = """
 
       storm       retire flood against a small memory bound while one reader stalls
                   (defaults: 60 s, stall 5 s, bound 65536, 2 retirers); exit 0 if the
-                  peak pending stayed within the bound
+                  peak pending, counted at each retire, stayed within the bound (bounds
+                  under 1024 per possible CPU are run but not judged) and every retired
+                  object was deinitialised after barrier()
 
     environment: RCU_FORCE_ATOMIC=1 / RCU_FORCE_FENCE=1 force the fallbacks of the 'rcu' impl.
     """
@@ -194,11 +201,24 @@ private func parseTorture(_ arguments: [String]) throws(UsageError) -> TortureOp
         case "--faults":
             options.faults = try parseFaults(value)
         case "--dwell":
-            options.dwell = try parseCount(value, option: name, range: 0...1_000_000)
+            options.requestedDwell = try parseCount(value, option: name, range: 0...1_000_000)
+        case "--sabotage":
+            options.sabotage = try parseEnum(value, option: name, Sabotage.self)
         case "--json":
             options.json = true
         default:
-            throw UsageError(message: "unknown option '\(name)' for torture; accepted: --flavor, --workload, --readers, --updaters, --duration, --gp, --faults, --dwell, --json")
+            throw UsageError(message: "unknown option '\(name)' for torture; accepted: --flavor, --workload, --readers, --updaters, --duration, --gp, --faults, --dwell, --sabotage, --json")
+        }
+    }
+    if let sabotage = options.sabotage {
+        if options.workload != .hashmap && options.workload != .list {
+            throw UsageError(message: "--sabotage \(sabotage.rawValue) does not apply to --workload \(options.workload.rawValue); accepted workloads: hashmap, list")
+        }
+        if options.flavor == .broken {
+            throw UsageError(message: "--sabotage does not combine with --flavor broken (already a canary); accepted flavors: \(FlavorName.correct.map(\.rawValue).joined(separator: ", "))")
+        }
+        if sabotage == .duplicateStable && options.workload == .hashmap && options.flavor != .liburcu {
+            throw UsageError(message: "--sabotage duplicate-stable on the hashmap needs --flavor liburcu-memb (RCUHashMap's API cannot hold a key twice); accepted flavors: liburcu-memb")
         }
     }
     if options.flavor == .broken && options.workload == .snapshot {
@@ -239,7 +259,7 @@ private func parseStorm(_ arguments: [String]) throws(UsageError) -> StormOption
         switch name {
         case "--duration": options.duration = try parseDuration(value, option: name)
         case "--stall": options.stall = try parseDuration(value, option: name)
-        case "--bound": options.bound = try parseCount(value, option: name, range: 1024...(1 << 30))
+        case "--bound": options.bound = try parseCount(value, option: name, range: 1...(1 << 30))
         case "--retirers": options.retirers = try parseCount(value, option: name, range: 1...64)
         case "--json": options.json = true
         default:

@@ -56,7 +56,16 @@ protocol TortureHashMap: Sendable {
     var bucketCount: Int? { get }
     /// Removes everything and waits until every removed value is freed.
     func drain()
+    /// Removes everything without waiting (the broken flavor's worker).
+    func drainWithoutWaiting()
     var gracePeriods: Int { get }
+    /// Runs `body` after a grace period on the flavor's callback thread.
+    func deferred(_ body: @escaping @Sendable () -> Void)
+    /// `--sabotage duplicate-stable`: adds a second entry for `key` and
+    /// returns a token for `removeDuplicate`, or nil where the map cannot
+    /// hold a key twice (RCUHashMap).
+    func addDuplicate(_ key: Int) -> UInt?
+    func removeDuplicate(_ token: UInt)
 }
 
 struct LibraryTortureMap: TortureHashMap {
@@ -83,7 +92,11 @@ struct LibraryTortureMap: TortureHashMap {
         map.removeAll()
         map.domain.barrier()
     }
+    func drainWithoutWaiting() { map.removeAll() }
     var gracePeriods: Int { Int(map.domain.gracePeriodsCompleted) }
+    func deferred(_ body: @escaping @Sendable () -> Void) { map.domain.defer(body) }
+    func addDuplicate(_ key: Int) -> UInt? { nil }
+    func removeDuplicate(_ token: UInt) {}
 }
 
 /// cds_lfht whose entries carry a lease as their value.
@@ -151,7 +164,17 @@ final class LiburcuTortureMap: TortureHashMap, @unchecked Sendable {
         _ = clu_ht_remove_all(table)
         clu_barrier()
     }
+    func drainWithoutWaiting() { _ = clu_ht_remove_all(table) }
     var gracePeriods: Int { 0 }
+    func deferred(_ body: @escaping @Sendable () -> Void) { LiburcuImpl().deferred(body) }
+    func addDuplicate(_ key: Int) -> UInt? {
+        let node = clu_ht_add_duplicate(table, UInt(bitPattern: key.hashValue), Int64(key), Int64(pool.acquire()),
+                                        Self.release, context)
+        return UInt(bitPattern: node)
+    }
+    func removeDuplicate(_ token: UInt) {
+        _ = clu_ht_remove_node(table, UnsafeMutablePointer<clu_ht_node>(bitPattern: token))
+    }
 }
 
 private final class TraverseBox {
@@ -169,16 +192,29 @@ extension LeasePool {
     }
 }
 
-/// Counters beyond the shared ones.
+/// Counters beyond the shared ones; the detectors are violations too.
 final class HashTortureCounters: Sendable {
-    let missedStable = Atomic<Int>(0)
-    let duplicates = Atomic<Int>(0)
-    let poisoned = Atomic<Int>(0)
+    let missedStable = Detector(DetectorName.missedStable)
+    let duplicates = Detector(DetectorName.duplicates)
+    let poisoned = Detector(DetectorName.poisoned)
     let traversals = Atomic<Int>(0)
     let inserted = Atomic<Int>(0)
     let removed = Atomic<Int>(0)
     let smallestTable = Atomic<Int>(Int.max)
     let largestTable = Atomic<Int>(0)
+}
+
+/// What a sabotage has done and must undo (guarded by its Mutex).
+final class SabotageBook: Sendable {
+    struct State {
+        /// The stable key (list: id) taken out last, to put back next.
+        var removed: Int? = nil
+        /// The duplicate entry added last, to remove next.
+        var duplicate: UInt? = nil
+        /// The stable key the next step works on.
+        var next = 0
+    }
+    let state = Mutex(State())
 }
 
 struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
@@ -187,6 +223,11 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
     let hashCounters: HashTortureCounters
     let dwell: Int
     let startGracePeriods: Int
+    let sabotage: Sabotage?
+    let sabotageBook = SabotageBook()
+    /// Set for the broken flavor: the writer runs on the domain's worker
+    /// (see WorkerDriver in ListWorkloads.swift).
+    let workerDriver: WorkerDriver?
 
     /// One lookup: a stable key or a churned one. Returns false on a violation.
     private func readOne(_ random: inout StressRandom) -> Bool {
@@ -195,10 +236,10 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
             let key = Int((value >> 8) % UInt64(hashStableKeys))
             switch map.check(key, dwell: dwell) {
             case nil:
-                hashCounters.missedStable.add(1, ordering: .relaxed)
+                hashCounters.missedStable.add()
                 return false
             case false?:
-                hashCounters.poisoned.add(1, ordering: .relaxed)
+                hashCounters.poisoned.add()
                 return false
             case true?:
                 return true
@@ -206,7 +247,7 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
         }
         let key = hashStableKeys + Int((value >> 8) % UInt64(hashChurnKeys))
         if map.check(key, dwell: dwell) == false {
-            hashCounters.poisoned.add(1, ordering: .relaxed)
+            hashCounters.poisoned.add()
             return false
         }
         return true
@@ -218,16 +259,16 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
         var bad = 0
         map.traverse { key, live in
             if !seen.insert(key).inserted {
-                hashCounters.duplicates.add(1, ordering: .relaxed)
+                hashCounters.duplicates.add()
                 bad += 1
             }
             if !live {
-                hashCounters.poisoned.add(1, ordering: .relaxed)
+                hashCounters.poisoned.add()
                 bad += 1
             }
         }
         for key in 0..<hashStableKeys where !seen.contains(key) {
-            hashCounters.missedStable.add(1, ordering: .relaxed)
+            hashCounters.missedStable.add()
             bad += 1
         }
         hashCounters.traversals.add(1, ordering: .relaxed)
@@ -235,10 +276,8 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
     }
 
     private func reads(_ count: Int, _ random: inout StressRandom) {
-        var bad = 0
-        for _ in 0..<count where !readOne(&random) { bad += 1 }
+        for _ in 0..<count where !readOne(&random) { counters.violations.add(1, ordering: .relaxed) }
         counters.reads.add(count, ordering: .relaxed)
-        if bad > 0 { counters.violations.add(bad, ordering: .relaxed) }
     }
 
     func readerLoop(_ stop: StopFlag) {
@@ -266,6 +305,64 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
     }
 
     func updateOnce() {
+        if let driver = workerDriver {
+            // The broken flavor: the writer runs on the domain's worker;
+            // this thread only starts it.
+            if !driver.started.exchange(true, ordering: .relaxed) { map.deferred { [self] in workerStep(driver) } }
+            sleepSeconds(0.001)
+            return
+        }
+        if let sabotage { sabotageStep(sabotage) }
+        writerBatch()
+    }
+
+    /// A batch of writer operations on the broken domain's worker, which then
+    /// queues the next batch; at the end it empties the map.
+    func workerStep(_ driver: WorkerDriver) {
+        if driver.stop.load(ordering: .acquiring) {
+            map.drainWithoutWaiting()
+            driver.done.store(true, ordering: .releasing)
+            return
+        }
+        // A pause before each batch: the nodes the worker has just freed
+        // stay intact (poisoned leases, valid links) until the batch's
+        // allocations reuse them, so readers on them count poison instead
+        // of following a reused node's garbage into a crash.
+        sleepSeconds(0.001)
+        writerBatch()
+        map.deferred { [self] in workerStep(driver) }
+    }
+
+    /// One step of a sabotage: undo the previous one and break the next
+    /// stable key.
+    func sabotageStep(_ sabotage: Sabotage) {
+        sabotageBook.state.withLock { state in
+            let key = state.next
+            state.next = (state.next + 1) % hashStableKeys
+            switch sabotage {
+            case .removeStable:
+                if let removed = state.removed { _ = map.insertUnique(removed) }
+                _ = map.remove(key)
+                state.removed = key
+            case .duplicateStable:
+                if let token = state.duplicate { map.removeDuplicate(token) }
+                state.duplicate = map.addDuplicate(key)
+            }
+        }
+    }
+
+    /// Puts back what the last sabotage step broke, so the leak accounting
+    /// holds.
+    func undoSabotage() {
+        sabotageBook.state.withLock { state in
+            if let removed = state.removed { _ = map.insertUnique(removed) }
+            if let token = state.duplicate { map.removeDuplicate(token) }
+            state.removed = nil
+            state.duplicate = nil
+        }
+    }
+
+    func writerBatch() {
         var random = StressRandom()
         // Phases of 256k updates: filling (60% inserts, 30% removes) and
         // draining (10% and 80%), so the table grows and shrinks.
@@ -284,7 +381,7 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
             default:
                 // Replace a stable key's value: never absent.
                 if !map.upsert(Int((value >> 8) % UInt64(hashStableKeys))) {
-                    hashCounters.missedStable.add(1, ordering: .relaxed)
+                    hashCounters.missedStable.add()
                     counters.violations.add(1, ordering: .relaxed)
                 }
             }
@@ -298,6 +395,19 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
     }
 
     func finish() -> Int {
+        if let driver = workerDriver {
+            driver.stop.store(true, ordering: .releasing)
+            if driver.started.load(ordering: .relaxed) {
+                _ = waitWithBound(seconds: 30) { driver.done.load(ordering: .acquiring) }
+            } else {
+                map.drainWithoutWaiting()
+            }
+            // No barrier (it would queue from this thread, see WorkerDriver):
+            // wait for the worker to free what the drain retired.
+            _ = waitWithBound(seconds: 30) { map.pool.live == 0 }
+            return map.pool.live
+        }
+        undoSabotage()
         let expected = hashStableKeys + hashCounters.inserted.load(ordering: .relaxed)
             - hashCounters.removed.load(ordering: .relaxed)
         let count = map.count
@@ -314,9 +424,25 @@ extension TortureRun {
         var result: TortureResult
         if let rcu = impl as? RCUImpl {
             let map = LibraryTortureMap(map: RCUHashMap(domain: rcu.domain), pool: pool)
-            for key in 0..<hashStableKeys { map.map[key] = HashTortureValue(key: key, pool: pool) }
+            let prefill: @Sendable () -> Void = {
+                for key in 0..<hashStableKeys { map.map[key] = HashTortureValue(key: key, pool: pool) }
+            }
+            let broken = options.flavor == .broken
+            if broken {
+                // On the worker, like every later write of the broken flavor:
+                // the prefill's resizes retire the old tables.
+                let done = OneShot()
+                map.deferred {
+                    prefill()
+                    done.set()
+                }
+                done.wait()
+            } else {
+                prefill()
+            }
             result = run(impl, HashMapWorkload(map: map, counters: counters, hashCounters: hashCounters,
-                                               dwell: options.dwell, startGracePeriods: map.gracePeriods))
+                                               dwell: options.dwell, startGracePeriods: map.gracePeriods,
+                                               sabotage: options.sabotage, workerDriver: broken ? WorkerDriver() : nil))
         } else {
             clu_register_thread()
             do {
@@ -324,16 +450,15 @@ extension TortureRun {
                 let map = LiburcuTortureMap(pool: pool)
                 for key in 0..<hashStableKeys { _ = map.upsert(key) }
                 result = run(impl, HashMapWorkload(map: map, counters: counters, hashCounters: hashCounters,
-                                                   dwell: options.dwell, startGracePeriods: 0))
+                                                   dwell: options.dwell, startGracePeriods: 0,
+                                                   sabotage: options.sabotage, workerDriver: nil))
             }
             clu_unregister_thread()
         }
-        result.details += [
-            ("missed_stable", hashCounters.missedStable.load(ordering: .relaxed)),
-            ("duplicates", hashCounters.duplicates.load(ordering: .relaxed)),
-            ("poisoned", hashCounters.poisoned.load(ordering: .relaxed)),
-            ("traversals", hashCounters.traversals.load(ordering: .relaxed)),
-        ]
+        let detectors = [hashCounters.missedStable, hashCounters.duplicates, hashCounters.poisoned]
+        result.details += detectors.map { ($0.name, $0.value) }
+            + [("traversals", hashCounters.traversals.load(ordering: .relaxed))]
+        result.fired = detectors.filter { $0.value > 0 }.map(\.name)
         if impl is RCUImpl {
             result.details += [
                 ("buckets_min", hashCounters.smallestTable.load(ordering: .relaxed)),

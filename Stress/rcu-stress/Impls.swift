@@ -258,19 +258,45 @@ final class MutexImpl: ReadSideImpl {
     }
 }
 
-/// The flavors rcu-stress knows, by contract name.
+/// The flavors rcu-stress knows, by contract name. The five `rcu*` flavors
+/// ask for the library's five modes (rcu-fence and rcu-atomic-fence differ
+/// only where rseq is available; on a machine without it every flavor but
+/// rcu-seqcst falls back to atomic counters).
 enum FlavorName: String, CaseIterable {
     case rcu
     case rcuAtomic = "rcu-atomic"
     case rcuFence = "rcu-fence"
+    case rcuAtomicFence = "rcu-atomic-fence"
+    case rcuSeqCst = "rcu-seqcst"
     case liburcu = "liburcu-memb"
     case broken
+
+    /// Every flavor that must pass: all but the canary.
+    static let correct: [FlavorName] = allCases.filter { $0 != .broken }
+
+    /// The mode this flavor asks the library for (nil: not the library's).
+    var requestedMode: String? {
+        switch self {
+        case .rcu, .broken: return "rseq+membarrier"
+        case .rcuAtomic: return "atomic+membarrier"
+        case .rcuFence: return "rseq+fence"
+        case .rcuAtomicFence: return "atomic+fence"
+        case .rcuSeqCst: return "atomic+seqcst"
+        case .liburcu: return nil
+        }
+    }
 }
 
 /// This library's domains for the rcu flavors. Created on first use.
 enum Domains {
     static let atomic = RCUDomain(configuration: .init(allowsRseq: false))
     static let fence = RCUDomain(configuration: .init(allowsMembarrier: false))
+    static let atomicFence = RCUDomain(configuration: .init(allowsRseq: false, allowsMembarrier: false))
+    static let seqCst: RCUDomain = {
+        var configuration = RCUDomain.Configuration()
+        configuration.forcesSequentiallyConsistent = true
+        return RCUDomain(configuration: configuration)
+    }()
     static let broken: RCUDomain = {
         var configuration = RCUDomain.Configuration()
         configuration._skipsGracePeriods = true
@@ -282,6 +308,8 @@ enum Domains {
         case .rcu: return RCUImpl(name: flavor.rawValue, domain: .shared)
         case .rcuAtomic: return RCUImpl(name: flavor.rawValue, domain: atomic)
         case .rcuFence: return RCUImpl(name: flavor.rawValue, domain: fence)
+        case .rcuAtomicFence: return RCUImpl(name: flavor.rawValue, domain: atomicFence)
+        case .rcuSeqCst: return RCUImpl(name: flavor.rawValue, domain: seqCst)
         case .broken: return RCUImpl(name: flavor.rawValue, domain: broken)
         case .liburcu: return nil
         }

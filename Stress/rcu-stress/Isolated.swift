@@ -27,12 +27,18 @@ func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
     let start = nowNanoseconds()
     let (status, output) = spawnSelf(arguments, environment: "\(isolatedChildVariable)=1")
     result.seconds = Double(nowNanoseconds() - start) / 1e9
+    // The child announces each detector when it first fires ("fired NAME",
+    // Detectors.swift), so they are known even when it died afterwards.
+    result.fired = output.split(separator: "\n").compactMap { line in
+        line.hasPrefix("fired ") ? String(line.dropFirst(6)) : nil
+    }
     let signal = status & 0x7F
     if signal != 0 {
         // Killed by a signal: the broken grace period let a reader use freed
         // memory (or the reclaimer found a slot a grace period should have
-        // waited for). Either way the harness failed the flavor.
-        result.violations = 1
+        // waited for). The canary counts as caught only if its detector
+        // fired before that (TortureResult.caught).
+        result.violations = max(1, result.fired.count)
         result.details = [("crashed_signal", Int(signal))]
         return result
     }
@@ -40,10 +46,11 @@ func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
                         ("violations", \.violations), ("leaked", \.leaked), ("signal_reads", \.signalReads)] {
         result[keyPath: path] = jsonInteger(output, key) ?? 0
     }
-    for key in ["missed_stable", "duplicates", "poisoned", "traversals", "buckets_min", "buckets_max", "forks", "fork_failures", "rss_start_kb", "rss_end_kb", "rss_peak_kb"] {
+    for key in ["missed_stable", "duplicates", "poisoned", "out_of_order", "traversals", "buckets_min", "buckets_max", "forks", "fork_failures", "rss_start_kb", "rss_end_kb", "rss_peak_kb"] {
         if let value = jsonInteger(output, key) { result.details.append((key, value)) }
     }
     if let seconds = jsonNumber(output, "duration_s") { result.seconds = seconds }
+    result.mode = Domains.impl(for: options.flavor)?.domain.mode.description
     return result
 }
 

@@ -148,6 +148,24 @@ struct ListTortureBook<Handle> {
     var entries: [(handle: Handle, id: Int)] = []
     var nextID: Int
     var random = SystemRandomNumberGenerator()
+    /// `--sabotage remove-stable`: the stable id taken out last.
+    var removedStable: Int? = nil
+    /// `--sabotage duplicate-stable`: the extra element with a stable id.
+    var duplicate: Handle? = nil
+    /// The stable id the next sabotage step works on.
+    var nextSabotaged = 0
+}
+
+/// The list torture's detectors (each also counted in `violations`).
+final class ListTortureCounters: Sendable {
+    /// An element visited after the list freed it (or a lease index that
+    /// only freed memory can hold).
+    let poisoned = Detector(DetectorName.poisoned)
+    /// A stable element skipped, or the last ones missing.
+    let missedStable = Detector(DetectorName.missedStable)
+    /// A stable element seen after a later one (or twice).
+    let outOfOrder = Detector(DetectorName.outOfOrder)
+    var all: [Detector] { [poisoned, missedStable, outOfOrder] }
 }
 
 /// The book behind a lock, in a class so the workload stays copyable.
@@ -165,9 +183,11 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     let list: L
     let pool: LeasePool
     let counters: TortureCounters
+    let listCounters = ListTortureCounters()
     let dwell: Int
     let book: ListTortureBookBox<L.Handle>
     let startGracePeriods: Int
+    let sabotage: Sabotage?
     /// Set for the broken flavor: writer ops run on the domain's worker.
     let workerDriver: WorkerDriver?
     /// Stable elements have ids 0..<stableCount and are never removed.
@@ -175,8 +195,10 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     static var minVolatile: Int { 8 }
     static var maxVolatile: Int { 56 }
 
-    init(list: L, pool: LeasePool, counters: TortureCounters, dwell: Int, driveOnWorker: Bool = false) {
+    init(list: L, pool: LeasePool, counters: TortureCounters, dwell: Int, driveOnWorker: Bool = false,
+         sabotage: Sabotage? = nil) {
         workerDriver = driveOnWorker ? WorkerDriver() : nil
+        self.sabotage = sabotage
         self.list = list
         self.pool = pool
         self.counters = counters
@@ -187,17 +209,19 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         startGracePeriods = list.gracePeriods
     }
 
-    /// One traversal; returns the violations seen.
+    /// One traversal; counts each violation it sees in `violations` and in
+    /// its detector (at once, so a canary run can stop at the first).
     @inline(__always)
-    func readOnce(dwell: Int) -> Int {
-        var bad = 0
+    func readOnce(dwell: Int) {
         var expected = 0
+        var stoppedEarly = false
         let states = pool.states
         let capacity = pool.capacity
         list.traverse { id, lease in
             // A lease index out of range can only come from freed memory.
             guard lease >= 0 && lease < capacity else {
-                bad += 1
+                violation(listCounters.poisoned)
+                stoppedEarly = true
                 return false
             }
             var state = states[lease].load(ordering: .acquiring)
@@ -207,40 +231,49 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
                 spins += 1
             }
             if state != liveState {
-                bad += 1  // freed while this read section could still see it
+                // Freed while this read section could still see it; its next
+                // pointer is not to be trusted, so stop here.
+                violation(listCounters.poisoned)
+                stoppedEarly = true
                 return false
             }
             if id < Self.stableCount {
-                if id != expected { bad += 1 }  // a stable element skipped or out of order
+                if id > expected {
+                    violation(listCounters.missedStable)  // stable elements expected..<id skipped
+                } else if id < expected {
+                    violation(listCounters.outOfOrder)  // seen after a later stable one
+                    return true
+                }
                 expected = id + 1
             }
             return true
         }
-        if bad == 0 && expected != Self.stableCount { bad += 1 }  // the last stable ones missing
-        return bad
+        if !stoppedEarly && expected != Self.stableCount { violation(listCounters.missedStable) }  // the last ones missing
+    }
+
+    @inline(never)
+    private func violation(_ detector: Detector) {
+        detector.add()
+        counters.violations.add(1, ordering: .relaxed)
     }
 
     @inline(never)
     func readerLoop(_ stop: StopFlag) {
         var reads = 0
-        var bad = 0
         while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
-            for _ in 0..<16 { bad += readOnce(dwell: dwell) }
+            for _ in 0..<16 { readOnce(dwell: dwell) }
             reads += 16
         }
         counters.reads.add(reads, ordering: .relaxed)
-        counters.violations.add(bad, ordering: .relaxed)
     }
 
     func readBurst(_ count: Int) {
-        var bad = 0
-        for _ in 0..<count { bad += readOnce(dwell: dwell) }
+        for _ in 0..<count { readOnce(dwell: dwell) }
         counters.reads.add(count, ordering: .relaxed)
-        counters.violations.add(bad, ordering: .relaxed)
     }
 
     func signalRead() {
-        counters.violations.add(readOnce(dwell: 0), ordering: .relaxed)
+        readOnce(dwell: 0)
         counters.signalReads.add(1, ordering: .relaxed)
     }
 
@@ -254,8 +287,46 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
             sleepSeconds(0.001)
             return
         }
+        if let sabotage { sabotageStep(sabotage) }
         writerOp()
         counters.updates.add(1, ordering: .relaxed)
+    }
+
+    /// One step of a sabotage: undo the previous one, then break the next
+    /// stable element.
+    func sabotageStep(_ sabotage: Sabotage) {
+        book.withLock { book in
+            undoSabotage(&book)
+            let id = book.nextSabotaged
+            book.nextSabotaged = (id + 1) % Self.stableCount
+            switch sabotage {
+            case .removeStable:
+                guard let index = book.entries.firstIndex(where: { $0.id == id }) else { return }
+                list.remove(book.entries[index].handle)
+                book.entries.remove(at: index)
+                book.removedStable = id
+            case .duplicateStable:
+                // A second element with a stable id, after every stable one.
+                book.duplicate = list.append(id: id)
+            }
+        }
+    }
+
+    /// Puts back the stable element the last step removed (after its stable
+    /// predecessor, so the order holds) and removes the duplicate.
+    func undoSabotage(_ book: inout ListTortureBook<L.Handle>) {
+        if let id = book.removedStable {
+            if id == 0 {
+                book.entries.insert((list.prepend(id: id), id), at: 0)
+            } else if let index = book.entries.firstIndex(where: { $0.id == id - 1 }) {
+                book.entries.insert((list.insert(id: id, after: book.entries[index].handle), id), at: index + 1)
+            }
+            book.removedStable = nil
+        }
+        if let duplicate = book.duplicate {
+            list.remove(duplicate)
+            book.duplicate = nil
+        }
     }
 
     func writerOp() {
@@ -320,6 +391,7 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
             _ = waitWithBound(seconds: 30) { pool.live == 0 }
             return pool.live
         }
+        book.withLock { undoSabotage(&$0) }
         dropHandles()
         let leakedNodes = list.drain()
         counters.gracePeriods.store(list.gracePeriods - startGracePeriods, ordering: .relaxed)
@@ -328,8 +400,8 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     }
 }
 
-/// Drives the broken flavor's writer ops from the domain's own reclamation
-/// worker. The broken domain's grace periods do not wait, and the library's
+/// Drives the broken flavor's writer ops (list and hashmap) from the
+/// domain's own reclamation worker. The broken domain's grace periods do not wait, and the library's
 /// reclaimer relies on them internally too: a retire from another thread can
 /// race with the worker detaching that retire's half-filled slot, which stops
 /// the process ("reclamation slot empty after a grace period"). Retires that
@@ -357,10 +429,19 @@ extension TortureRun {
         if let rcu = impl as? RCUImpl {
             let list = RCUListTortureList(list: RCUList(domain: rcu.domain), pool: pool)
             let workload = ListTortureWorkload(list: list, pool: pool, counters: counters, dwell: options.dwell,
-                                               driveOnWorker: options.flavor == .broken)
-            return run(impl, workload)
+                                               driveOnWorker: options.flavor == .broken, sabotage: options.sabotage)
+            return withDetectors(run(impl, workload), workload.listCounters.all)
         }
         let list = CdsListTortureList(pool: pool)
-        return run(impl, ListTortureWorkload(list: list, pool: pool, counters: counters, dwell: options.dwell))
+        let workload = ListTortureWorkload(list: list, pool: pool, counters: counters, dwell: options.dwell,
+                                           sabotage: options.sabotage)
+        return withDetectors(run(impl, workload), workload.listCounters.all)
+    }
+
+    private func withDetectors(_ result: TortureResult, _ detectors: [Detector]) -> TortureResult {
+        var result = result
+        result.details += detectors.map { ($0.name, $0.value) }
+        result.fired = detectors.filter { $0.value > 0 }.map(\.name)
+        return result
     }
 }
