@@ -2,14 +2,15 @@
 # The soak matrix of docs/testing.md: every workload on every correct flavor
 # for SECONDS (default 600) with four faults, one run at a time, each run's
 # JSON kept in DIR. Prints the markdown table at the end; `--table DIR` only
-# prints the table of runs already in DIR. 16 runs of 600 s take 2.7 hours.
+# prints the table of runs already in DIR. 24 runs of 600 s take 4 hours;
+# FLAVORS="rcu liburcu-memb" scripts/soak.sh runs only those flavors.
 #
 #   scripts/soak.sh [SECONDS] [DIR]      (default DIR: soak-results)
 #   scripts/soak.sh --table DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 workloads="pointer snapshot hashmap list"
-flavors="rcu rcu-atomic rcu-fence liburcu-memb"
+flavors="${FLAVORS:-rcu rcu-atomic rcu-fence rcu-atomic-fence rcu-seqcst liburcu-memb}"
 faults="migrate,signals,oversubscribe,churn"
 
 # The number after "name": in a one-line JSON object (the run's top level
