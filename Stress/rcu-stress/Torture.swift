@@ -44,8 +44,8 @@ struct TortureOptions {
     /// The dwell: as given, else 64; the broken flavor's hashmap canary
     /// dwells 8,192 times, so a reader sitting on a node is much likelier to
     /// see it freed (and poisoned) than to walk into a reused one and crash
-    /// (with 64, about half its runs died of SIGSEGV before the poison
-    /// detector fired; with 8,192, none of 70).
+    /// (with 64, 5 of 10 runs died of SIGSEGV before the poison detector
+    /// fired; with 8,192, none of 65).
     var dwell: Int {
         requestedDwell ?? (flavor == .broken && workload == .hashmap ? 8192 : 64)
     }
