@@ -32,8 +32,8 @@ import _RCUShims
 // grace period of that domain would wait forever: the grace period waits for
 // the forking thread's section. Debug builds see the token and stop at once
 // with a message; release builds cannot tell, so prepare waits for a busy
-// grace-period lock at most one stall timeout (10 s when stall reports are
-// off) and then stops with a message naming that likely cause.
+// grace-period lock 10 s, or one stall timeout when that is longer, and then
+// stops with a message naming that likely cause.
 //
 // Callbacks and retired objects pending at fork() run in the parent only.
 // In the child they are dropped without running (their objects leak there):
@@ -88,6 +88,9 @@ internal enum _ForkSupport {
     nonisolated(unsafe) private static var locked: [Unmanaged<RCUDomain>] = []
 
     private static func prepare() {
+        if rcu_shim_in_stall_handler() != 0 {
+            fatalError("swift-rcu: fork() called from a stall handler, which runs inside a grace period and holds its domain's grace-period lock; the fork would wait for itself")
+        }
         if rcu_shim_depth() != 0 {
             fatalError("swift-rcu: fork() called inside an RCU read section: the child could not end it; fork outside read sections")
         }
@@ -145,7 +148,7 @@ internal enum _ForkSupport {
             // period that waits for a read section of this very thread (a
             // token, lease or async section, invisible to release builds)
             // never ends, and a silent hang in fork() is the worst outcome.
-            let limit = busy.timeout > 0 ? busy.timeout : forkWaitWithoutStallReports
+            let limit = max(busy.timeout, forkWaitFloor)
             if !busy.lock._lockForFork(waitingAtMost: limit) {
                 fatalError("swift-rcu: fork() waited \(_formatSeconds(limit)) for a grace period of \(busy.name) to end, and it has not: most likely the forking thread is inside a read section of that domain (a lock() token, a lease or an async read section) that the grace period waits for, which can never end while fork() waits; fork outside read sections. (Otherwise a reader of another thread has stalled for that long.)")
             }
@@ -153,9 +156,10 @@ internal enum _ForkSupport {
         }
     }
 
-    /// How long fork() waits for a running grace period when the domain's
-    /// stall reports are off; otherwise it waits for one stall timeout.
-    static let forkWaitWithoutStallReports: UInt64 = 10_000_000_000
+    /// How long fork() waits at least for a running grace period: 10 s, or
+    /// the domain's stall timeout when that is longer (a short timeout set
+    /// for diagnostics must not make every fork during a grace period fatal).
+    static let forkWaitFloor: UInt64 = 10_000_000_000
 
     private static func _formatSeconds(_ nanoseconds: UInt64) -> String {
         let tenths = nanoseconds / 100_000_000

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import _RCUShims
 
 /// A default (non-PI) pthread mutex and the state it guards: the lock of
 /// grace-period leaders, of statistics, and of RCUCollections' writers.
@@ -61,17 +62,12 @@ public final class _RCUMutex<State>: @unchecked Sendable {
     /// For the fork handlers: take the lock, waiting at most `nanoseconds`;
     /// returns whether it was taken.
     internal func _lockForFork(waitingAtMost nanoseconds: UInt64) -> Bool {
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        let total = UInt64(deadline.tv_nsec) &+ min(nanoseconds, UInt64(Int32.max) * 1_000_000_000)
-        deadline.tv_sec += Int(total / 1_000_000_000)
-        deadline.tv_nsec = Int(total % 1_000_000_000)
-        while true {
-            let status = pthread_mutex_timedlock(_mutex, &deadline)
-            if status == 0 { return true }
-            if status == ETIMEDOUT { return false }
-            if status != EINTR { fatalError("swift-rcu: pthread_mutex_timedlock failed (\(status))") }
-        }
+        // CLOCK_MONOTONIC (pthread_mutex_clocklock): a step of the wall
+        // clock neither ends the wait early nor stretches it.
+        let status = rcu_shim_mutex_lock_within(_mutex, Int64(min(nanoseconds, UInt64(Int64.max))))
+        if status == 0 { return true }
+        if status == ETIMEDOUT { return false }
+        fatalError("swift-rcu: pthread_mutex_clocklock failed (\(status))")
     }
     /// For the fork handlers: take the lock if it is free now.
     internal func _tryLockForFork() -> Bool { pthread_mutex_trylock(_mutex) == 0 }

@@ -85,12 +85,13 @@ extension RCUDomain {
         ///
         /// A writer checks the bound when it finds its CPU's 256-item chunk
         /// full, before a fresh chunk is installed, and waits from two
-        /// chunks per CPU below the bound on. So the bound holds, for any
-        /// number of retiring threads outside read sections, when it is at
-        /// least 1,024 × the number of possible CPUs; for a smaller bound
-        /// (any value from 1 works) the waiting starts at half the bound and
-        /// the number pending stays within
-        /// ``RCUDomain/pendingCallbacksCeiling``. Values below 1 count as 1.
+        /// chunks per CPU below the bound on. So the bound holds for any
+        /// number of retiring threads outside read sections. A bound below
+        /// 1,024 × the number of possible CPUs (any value works, down to 1
+        /// and below) acts as that one, which
+        /// ``RCUDomain/pendingCallbacksCeiling`` reports: with less than two
+        /// chunks per CPU to wait for, writers could wait on a level that a
+        /// few items queued by callbacks keep up forever.
         public var maxPendingCallbacks: Int = 1 << 20
 
         /// How long a grace period may wait for readers before it reports a

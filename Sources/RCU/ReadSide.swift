@@ -211,7 +211,7 @@ extension RCUDomain {
 
     @usableFromInline @inline(never)
     internal func _enterSlow() -> Int {
-        if _inlineFastPath { _fastPathMisses.add(1, ordering: .relaxed) }
+        _countFastPathMiss()
         if _pairsBySeqCst {
             // atomic+seqcst: the atomic path's two-phase argument holds as is
             // (the period is loaded outside any sequence).
@@ -247,7 +247,7 @@ extension RCUDomain {
 
     @usableFromInline @inline(never)
     internal func _exitSlow(_ index: Int) {
-        if _inlineFastPath { _fastPathMisses.add(1, ordering: .relaxed) }
+        _countFastPathMiss()
         if _pairsBySeqCst {
             // (D-rmw): the seq_cst (so release) unlock increment; pairs with
             // the scans' acquire loads. No RMW of the pairing word here, so
@@ -273,6 +273,16 @@ extension RCUDomain {
             rcu_shim_atomic_unlock(_state, rcu_shim_slot_hint(_state), index)
         }
         if rcu_shim_waiters(_state) != 0 { rcu_shim_wake_updater(_state) }
+    }
+
+    /// A racy load and store, not an RMW: a locked add here would be a full
+    /// fence on the slow path, hiding orderings a test should see, and a
+    /// shared line every slow path contends on. Lost counts are fine: tests
+    /// only ask whether aborts happen.
+    @inline(__always)
+    internal func _countFastPathMiss() {
+        guard _inlineFastPath else { return }
+        _fastPathMisses.store(_fastPathMisses.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
     }
 
     @usableFromInline @inline(never)

@@ -24,12 +24,15 @@ extension RCUDomain {
     /// - Complexity: O(1), lock-free: an internal read section, one atomic
     ///   increment on this CPU's shard, and a store. Every 256 calls per CPU,
     ///   a chunk is installed and the memory bound checked.
-    /// - Warning: When more than ``Configuration/maxPendingCallbacks`` are
-    ///   pending and the calling thread is not inside a `read {}` section, the
-    ///   call waits for the worker to catch up. Inside `read {}` it never
-    ///   waits. Token and async sections are invisible to that check in
-    ///   release builds (debug builds see tokens): do not retire from them
-    ///   while a reader may be stalled, or the wait could be for yourself.
+    /// - Warning: When nearly ``pendingCallbacksCeiling`` items are pending
+    ///   and the calling thread is not inside a `read {}` section, the call
+    ///   waits for the worker to catch up. Inside `read {}` it never waits.
+    ///   Token and async sections are invisible to that check in release
+    ///   builds (debug builds see tokens): do not retire from them while a
+    ///   reader may be stalled, or the wait could be for yourself. For the
+    ///   same reason, do not retire while holding a lock that a reader takes
+    ///   inside its section, or that a callback or deinit run by the worker
+    ///   takes: the wait is for a grace period that may wait for that reader.
     @inlinable
     public func retire<Object: AnyObject>(_ object: consuming Object) {
         // Inlined so the caller's optimiser can fold this retain into the
@@ -105,10 +108,9 @@ extension RCUDomain {
     public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
     /// The most callbacks and retired objects that can be pending at once
-    /// while every retiring thread is outside read sections: the bound
-    /// ``Configuration/maxPendingCallbacks`` itself when it is at least
-    /// 1,024 × the possible CPUs, otherwise half the bound (at least 1) plus
-    /// two 256-item chunks per possible CPU.
+    /// while every retiring thread is outside read sections:
+    /// ``Configuration/maxPendingCallbacks``, or 1,024 × the possible CPUs
+    /// when that is larger (smaller bounds act as that one).
     ///
     /// Retires from inside `read {}` sections and from callbacks never wait,
     /// so they can go past it (see ``retire(_:)``).
@@ -201,6 +203,9 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Items queued by callbacks (the worker thread), for barrier's chains.
     let chained = Atomic<Int>(0)
     let peakPending = Atomic<Int>(0)
+    /// Writers inside `enqueue`, counted only by the canary domain (whose
+    /// grace periods do not wait for them).
+    let canaryWriters = Atomic<Int>(0)
     /// The worker's state in the low two bits (`stateMask`): 0, no worker;
     /// 1, running; 2, asked to stop. The bits above count the workers
     /// started, so `stopWorker` can wait for the worker it stopped without
@@ -295,6 +300,9 @@ internal final class _Reclaimer: @unchecked Sendable {
         // predecessor full (see `applyBackpressure`).
         var checkedAt: Int? = nil
         while true {
+            // The canary's grace periods wait for nobody, not even for this
+            // section: it counts its writers instead (see processBatch).
+            if domain._skipsGracePeriods { canaryWriters.add(1, ordering: .sequentiallyConsistent) }
             let token = domain._lockUntracked()
             let outcome = shardRefs[index]._withUnsafeGuaranteedRef { shard -> _ClaimOutcome in
                 // Acquire: read before `current`; an install changes it after
@@ -322,6 +330,7 @@ internal final class _Reclaimer: @unchecked Sendable {
                 return .full(installs: installs)
             }
             domain.unlock(token)
+            if domain._skipsGracePeriods { canaryWriters.subtract(1, ordering: .sequentiallyConsistent) }
             switch outcome {
             case .stored:
                 if rcu_shim_runs_callbacks() != 0 { chained.wrappingAdd(1, ordering: .relaxed) }
@@ -359,13 +368,18 @@ internal final class _Reclaimer: @unchecked Sendable {
         let full = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: fullBits)!)
         fresh.next = full.takeUnretainedValue()
         let freshBits = UInt(bitPattern: Unmanaged.passRetained(fresh).toOpaque())
+        // Counted before the exchange and taken back if it fails, so a
+        // concurrent `pending` reads high, never low, while an installer is
+        // preempted here (reading low let writers of the shard install past
+        // the bound, one chunk per preempted installer).
+        shard.accounted.wrappingAdd(_RetiredChunk.capacity, ordering: .releasing)
         if shard.current.compareExchange(expected: fullBits, desired: freshBits,
                                          ordering: .acquiringAndReleasing).exchanged {
-            shard.accounted.wrappingAdd(_RetiredChunk.capacity, ordering: .releasing)
             // Release: after the new `current` (see the acquire in enqueue).
             shard.installs.wrappingAdd(1, ordering: .releasing)
             full.release()  // the shard's reference; fresh.next holds its own
         } else {
+            shard.accounted.wrappingSubtract(_RetiredChunk.capacity, ordering: .releasing)
             fresh.next = nil
             Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: freshBits)!).release()
         }
@@ -380,26 +394,27 @@ internal final class _Reclaimer: @unchecked Sendable {
             && rcu_shim_in_stall_handler() != domain._id && !domain._debugSectionsOpen
     }
 
-    /// The number pending at which writers start to wait.
+    /// The number pending at which writers start to wait: two chunks per
+    /// shard below the ceiling.
     ///
     /// A fresh chunk is installed only by a writer that found the previous
-    /// one full and then saw fewer than `threshold` pending, so past the last
-    /// such check each shard gains at most its current chunk (256 items),
-    /// and the check itself may have read up to one chunk per shard low (a
-    /// detach in progress, claims that land in a detached chunk). Waiting
-    /// from `maxPending - 2 * shards * 256` on therefore keeps the number
-    /// pending within `maxPending` whenever that leaves at least half of it;
-    /// smaller bounds wait from half the bound (at least 1), and the number
-    /// pending stays within `ceiling`.
-    var threshold: Int {
-        max(1, maxPending - 2 * shards.count * _RetiredChunk.capacity, maxPending / 2)
-    }
+    /// one full and then saw fewer than `threshold` pending, with no other
+    /// chunk made current on that shard since (installs and detaches both
+    /// count). Past the last such check each shard gains at most its current
+    /// chunk (256 items), and the check may have read up to one chunk per
+    /// shard low (a detach in progress; claims that land in a detached
+    /// chunk); installs in progress read high. So at most `ceiling` items
+    /// are pending while every writer may wait.
+    var threshold: Int { ceiling - 2 * shards.count * _RetiredChunk.capacity }
 
-    /// The most items that can be pending when every writer may wait:
-    /// `maxPending` when it is at least 1,024 per shard, otherwise
-    /// `threshold + 2 * shards * 256` (see `threshold`).
+    /// The most items pending while every writer may wait: `maxPending`, or
+    /// 1,024 per shard when that is larger. Smaller bounds act as that one:
+    /// with fewer than two chunks per shard to wait for, a writer could wait
+    /// on a level that a few items queued by callbacks, or a writer that
+    /// never fills its chunk, keep up forever (a bound of 1 made the
+    /// threshold 0, and every writer waited for nothing).
     var ceiling: Int {
-        max(maxPending, threshold + 2 * shards.count * _RetiredChunk.capacity)
+        max(maxPending, 4 * shards.count * _RetiredChunk.capacity)
     }
 
     /// Waits for the worker while `threshold` or more items are pending.
@@ -626,13 +641,24 @@ internal final class _Reclaimer: @unchecked Sendable {
     static let pacingNanoseconds: Int64 = 10_000_000
 
     /// Whether anything is queued or requested (a seq_cst read of the claims).
+    ///
+    /// The chunks are read inside a read section of the domain: a worker
+    /// started meanwhile (by a retire on another thread, while this thread
+    /// is a stopping caller or an exited worker) may detach, process and
+    /// recycle or free them, but only a grace period after detaching.
     private func hasWork(_ domain: RCUDomain) -> Bool {
-        if shards.contains(where: { shard in
-            let bits = shard.current.load(ordering: .sequentiallyConsistent)
-            return Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)._withUnsafeGuaranteedRef {
+        let token = domain._lockUntracked()
+        var queued = false
+        var index = 0
+        while index < shards.count && !queued {
+            let bits = shards[index].current.load(ordering: .sequentiallyConsistent)
+            queued = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)._withUnsafeGuaranteedRef {
                 $0.claimed.load(ordering: .sequentiallyConsistent) > 0 || $0.next != nil
             }
-        }) { return true }
+            index += 1
+        }
+        domain.unlock(token)
+        if queued { return true }
         return requests.withLock { !$0.sequenceWaiters.isEmpty || $0.gracePeriodTarget > domain._completedSequence() }
     }
 
@@ -654,7 +680,18 @@ internal final class _Reclaimer: @unchecked Sendable {
             // added after it.
             let counted = min(head.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
             shard.accounted.wrappingAdd(counted, ordering: .releasing)
+            // A new `current`: a writer that checked the bound for the
+            // detached chunk must not install behind this one on that check.
+            shard.installs.wrappingAdd(1, ordering: .releasing)
             detached.append((shard, head, counted))
+        }
+        if domain._skipsGracePeriods && !detached.isEmpty {
+            // The canary frees early on purpose, but its own queues must stay
+            // sound: once no writer is inside enqueue (seq_cst, with the
+            // exchanges above), every claim in the detached chunks is stored
+            // and none can follow, so none is lost or written to a recycled
+            // chunk. Readers are still not waited for: that is the canary.
+            while canaryWriters.load(ordering: .sequentiallyConsistent) != 0 { rcu_shim_cpu_relax() }
         }
         let wanted = requests.withLock { $0.gracePeriodTarget }
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()
@@ -704,15 +741,10 @@ internal final class _Reclaimer: @unchecked Sendable {
             for chunk in chain.reversed() {
                 let claimed = min(chunk.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
                 for index in 0..<claimed {
-                    var bits = chunk.items[index].exchange(0, ordering: .acquiring)
+                    let bits = chunk.items[index].exchange(0, ordering: .acquiring)
                     // The writer stored before leaving its read section, and
-                    // the grace period waited for that section. The canary's
-                    // grace periods wait for nobody, so there a writer may
-                    // still be between its claim and its store: wait for it.
-                    while bits == 0 && domain._skipsGracePeriods {
-                        rcu_shim_cpu_relax()
-                        bits = chunk.items[index].exchange(0, ordering: .acquiring)
-                    }
+                    // the grace period waited for that section (the canary
+                    // waited for its writers above).
                     if bits == 0 { fatalError("swift-rcu: reclamation slot empty after a grace period of \(domain)") }
                     if bits & Self.callbackTag != 0 {
                         // Release: pairs with the acquire load in `pending`;

@@ -174,6 +174,33 @@ int rcu_shim_futex_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
 int rcu_shim_futex_wake(uint32_t *word, int32_t count) { (void)word; (void)count; return 0; }
 #endif
 
+int rcu_shim_mutex_lock_within(void *mutex, int64_t ns) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    if (ns < 0) ns = 0;
+    int64_t total = (int64_t)deadline.tv_nsec + ns % 1000000000;
+    deadline.tv_sec += (time_t)(ns / 1000000000 + total / 1000000000);
+    deadline.tv_nsec = (long)(total % 1000000000);
+#ifdef RCU_SHIM_TSAN
+    // ThreadSanitizer may not intercept pthread_mutex_clocklock: poll with
+    // trylock, which it does, so it sees every acquisition.
+    for (;;) {
+        if (pthread_mutex_trylock((pthread_mutex_t *)mutex) == 0) return 0;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))
+            return ETIMEDOUT;
+        rcu_shim_sleep_ns(100000);
+    }
+#else
+    int status;
+    do {
+        status = pthread_mutex_clocklock((pthread_mutex_t *)mutex, CLOCK_MONOTONIC, &deadline);
+    } while (status == EINTR);
+    return status;
+#endif
+}
+
 void rcu_shim_sleep_ns(int64_t ns) {
     if (ns <= 0) return;
     struct timespec request = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };

@@ -241,7 +241,7 @@ struct HashMapTests {
     }
 
     @Test("Readers during grow and shrink never miss a stable key, see poison or a duplicate",
-          arguments: TestMode.withCanary)
+          arguments: TestMode.withCanaryReadingFreedMemory)
     func readersDuringResize(mode: TestMode) async {
         if mode.isCanary {
             // Real early frees: run it where a crash cannot end the test run.
@@ -349,7 +349,7 @@ struct HashMapTests {
         return poisoned.current
     }
 
-    @Test("removeAll under concurrent lookups", arguments: TestMode.withCanary)
+    @Test("removeAll under concurrent lookups", arguments: TestMode.withCanaryReadingFreedMemory)
     func removeAllUnderLookups(mode: TestMode) async {
         if mode.isCanary {
             // Real early frees: run it where a crash cannot end the test run.

@@ -63,7 +63,7 @@ struct ReferenceTests {
         #expect(counter.counts.deinits == 1001)
     }
 
-    @Test("readers never borrow a freed object while writers replace it", arguments: TestMode.withCanary)
+    @Test("readers never borrow a freed object while writers replace it", arguments: TestMode.withCanaryReadingFreedMemory)
     func referenceTorture(mode: TestMode) async {
         if mode.isCanary {
             // Real early frees: run it where a crash cannot end the test run.

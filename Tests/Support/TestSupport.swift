@@ -34,6 +34,15 @@ public enum TestMode: String, CaseIterable, CustomTestStringConvertible, Sendabl
     /// Every mode, then the canary.
     public static var withCanary: [TestMode] { allCases + [.canary] }
 
+    /// `withCanary` for tests whose canary reads objects that were really
+    /// freed: a sanitizer reports that use-after-free (AddressSanitizer) or
+    /// the race between the free and the read (ThreadSanitizer) and ends
+    /// the child before its detector can, so sanitizer runs leave the canary
+    /// out; plain debug runs (`make test`) have it.
+    public static var withCanaryReadingFreedMemory: [TestMode] {
+        threadSanitizerBuild || addressSanitizerBuild ? allCases : withCanary
+    }
+
 
     /// Whether this is the broken domain.
     public var isCanary: Bool { self == .canary }

@@ -103,6 +103,9 @@ int rcu_shim_futex_wake(uint32_t *word, int32_t count);
 
 /// Sleeps for `ns` nanoseconds (nanosleep), restarting after signals.
 void rcu_shim_sleep_ns(int64_t ns);
+/// pthread_mutex_clocklock on CLOCK_MONOTONIC, waiting at most `ns` from now
+/// (`mutex` is a pthread_mutex_t *). Returns 0, ETIMEDOUT or another errno.
+int rcu_shim_mutex_lock_within(void *mutex, int64_t ns);
 /// sched_yield(2).
 void rcu_shim_yield(void);
 
