@@ -209,6 +209,9 @@ extension _Reclaimer {
     /// The child side of fork(); called with the reclaimer's locks held.
     fileprivate func _repairAfterFork() {
         workerState.store(workerState.load(ordering: .relaxed) & ~_Reclaimer.stateMask, ordering: .relaxed)
+        // A parent thread counted inside enqueue by the canary never leaves
+        // it here; the child's worker would wait for it forever.
+        canaryWriters.store(0, ordering: .relaxed)
         workerIdle.store(false, ordering: .relaxed)
         // Their tasks' executor threads do not exist in the child.
         requests._state.pointee.sequenceWaiters = []

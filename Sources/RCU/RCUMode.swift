@@ -85,7 +85,7 @@ extension RCUDomain {
         ///
         /// A writer checks the bound when it finds its CPU's 256-item chunk
         /// full, before a fresh chunk is installed, and waits from two
-        /// chunks per CPU below the bound on. So the bound holds for any
+        /// chunks per CPU below the ceiling on. So the ceiling holds for any
         /// number of retiring threads outside read sections. A bound below
         /// 1,024 × the number of possible CPUs (any value works, down to 1
         /// and below) acts as that one, which

@@ -140,6 +140,12 @@ internal final class _RetiredChunk: @unchecked Sendable {
     // period that follows its detachment.
     static let capacity = 256
     let claimed = Atomic<Int>(0)
+    /// Set (relaxed) each time the chunk is about to become a shard's
+    /// `current`, before the release that publishes it, from a counter that
+    /// never repeats: a writer that found the chunk full and then checked the
+    /// bound installs a successor only if the current chunk still carries the
+    /// stamp it checked for. Recycling cannot reuse a stamp.
+    let stamp = Atomic<UInt64>(0)
     let items: UnsafeMutablePointer<Atomic<UInt>>
     var next: _RetiredChunk?
 
@@ -162,11 +168,9 @@ internal final class _Shard: @unchecked Sendable {
     // @unchecked Sendable: both fields are atomics.
     let current: Atomic<UInt>
     let accounted = Atomic<Int>(0)
-    /// Fresh chunks installed by writers so far (not the worker's detaches).
-    let installs = Atomic<Int>(0)
     // Keeps shards of different CPUs out of each other's cache lines.
-    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
-        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    private let padding: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
     init() {
         current = Atomic(UInt(bitPattern: Unmanaged.passRetained(_RetiredChunk()).toOpaque()))
@@ -203,9 +207,36 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Items queued by callbacks (the worker thread), for barrier's chains.
     let chained = Atomic<Int>(0)
     let peakPending = Atomic<Int>(0)
-    /// Writers inside `enqueue`, counted only by the canary domain (whose
-    /// grace periods do not wait for them).
+    /// Threads inside `enqueue`, `totalEnqueued` or `hasWork`, counted only
+    /// by the canary domain, whose grace periods do not wait for them.
     let canaryWriters = Atomic<Int>(0)
+    /// The source of chunk stamps.
+    private let nextStamp = Atomic<UInt64>(1)
+
+    /// Gives `chunk` a stamp no chunk had before; called just before it is
+    /// published as a shard's `current` (release), so a writer that loads it
+    /// with acquire reads the stamp.
+    private func stampForPublication(_ chunk: _RetiredChunk) {
+        chunk.stamp.store(nextStamp.wrappingAdd(1, ordering: .relaxed).oldValue, ordering: .relaxed)
+    }
+
+    /// The canary's stand-in for the grace period its internal sections
+    /// need: it counts the threads that may hold a chunk (see processBatch).
+    /// The fence pairs with the worker's after its exchanges (a
+    /// store-buffering pattern: either the worker sees this count, or this
+    /// thread's load of `current` sees the exchange).
+    @inline(__always)
+    private func canaryEnter(_ domain: RCUDomain) {
+        guard domain._skipsGracePeriods else { return }
+        canaryWriters.add(1, ordering: .sequentiallyConsistent)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+    }
+
+    @inline(__always)
+    private func canaryExit(_ domain: RCUDomain) {
+        guard domain._skipsGracePeriods else { return }
+        canaryWriters.subtract(1, ordering: .sequentiallyConsistent)
+    }
     /// The worker's state in the low two bits (`stateMask`): 0, no worker;
     /// 1, running; 2, asked to stop. The bits above count the workers
     /// started, so `stopWorker` can wait for the worker it stopped without
@@ -257,6 +288,8 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// only a grace period after detaching them, so the current chunk read
     /// here cannot be reused or freed under us.
     func totalEnqueued(_ domain: RCUDomain) -> Int {
+        canaryEnter(domain)
+        defer { canaryExit(domain) }
         let token = domain._lockUntracked()
         var total = 0
         // An index loop, not `reduce`: see _LatencyHistogram.quantile (fork).
@@ -283,8 +316,9 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Items queued and not yet processed. `processed` is read first: an
     /// item is counted as queued before it can be processed, so the count
     /// never misses an item queued before the call by reading a later
-    /// `processed`. It may still read up to a chunk per shard low while a
-    /// chunk is being swapped (the memory bound's margin covers that).
+    /// `processed`. It may read up to a chunk per shard low while the worker
+    /// detaches (the memory bound's margin covers that); an install in
+    /// progress makes it read high.
     func pending(_ domain: RCUDomain) -> Int {
         let done = processed.load(ordering: .acquiring)
         return max(0, totalEnqueued(domain) - done)
@@ -294,21 +328,15 @@ internal final class _Reclaimer: @unchecked Sendable {
 
     func enqueue(_ bits: UInt, _ domain: RCUDomain, shard shardIndex: Int? = nil) {
         let index = shardIndex ?? Int(rcu_shim_slot_hint(domain._state)) % shardRefs.count
-        // The shard's install count at the full chunk this writer last found,
-        // once it has checked the bound for it: a fresh chunk is installed
-        // only by a writer that checked the bound after finding its
-        // predecessor full (see `applyBackpressure`).
-        var checkedAt: Int? = nil
+        // The stamp of the full chunk this writer last found, once it has
+        // checked the bound for it: a fresh chunk is installed only by a
+        // writer that checked the bound after finding that very chunk full
+        // (see `applyBackpressure`).
+        var checkedStamp: UInt64? = nil
         while true {
-            // The canary's grace periods wait for nobody, not even for this
-            // section: it counts its writers instead (see processBatch).
-            if domain._skipsGracePeriods { canaryWriters.add(1, ordering: .sequentiallyConsistent) }
+            canaryEnter(domain)
             let token = domain._lockUntracked()
             let outcome = shardRefs[index]._withUnsafeGuaranteedRef { shard -> _ClaimOutcome in
-                // Acquire: read before `current`; an install changes it after
-                // storing `current`, so an unchanged count here means the
-                // chunk loaded below is the one it counted (or a later one).
-                let installs = shard.installs.load(ordering: .acquiring)
                 let chunkBits = shard.current.load(ordering: .acquiring)
                 // seq_cst: pairs with the worker's seq_cst store of workerIdle
                 // before it looks for work, so either it sees this claim or
@@ -323,33 +351,39 @@ internal final class _Reclaimer: @unchecked Sendable {
                 if claimed { return .stored }
                 // Full. Install its successor only after checking the bound
                 // for this very chunk, or where this writer may not wait.
-                if checkedAt == installs || !mayWait(domain) {
+                // The stamp cannot change while this section holds the chunk
+                // (the worker recycles a chunk only a grace period after
+                // detaching it); the acquire load of `current` ordered the
+                // publisher's relaxed stamp store before this load.
+                let stamp = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: chunkBits)!)
+                    ._withUnsafeGuaranteedRef { $0.stamp.load(ordering: .relaxed) }
+                if checkedStamp == stamp || !mayWait(domain) {
                     installFreshChunk(shard, replacing: chunkBits)
                     return .installed
                 }
-                return .full(installs: installs)
+                return .full(stamp: stamp)
             }
             domain.unlock(token)
-            if domain._skipsGracePeriods { canaryWriters.subtract(1, ordering: .sequentiallyConsistent) }
+            canaryExit(domain)
             switch outcome {
             case .stored:
                 if rcu_shim_runs_callbacks() != 0 { chained.wrappingAdd(1, ordering: .relaxed) }
                 wakeWorkerIfIdle(domain)
                 return
             case .installed:
-                checkedAt = nil
-            case .full(let installs):
+                checkedStamp = nil
+            case .full(let stamp):
                 // Outside our section: wait while the bound is near, then
                 // try again (another writer may have installed meanwhile).
                 applyBackpressure(domain)
-                checkedAt = installs
+                checkedStamp = stamp
             }
         }
     }
 
     private enum _ClaimOutcome {
         case stored, installed
-        case full(installs: Int)
+        case full(stamp: UInt64)
     }
 
     /// Wakes the worker only if it sleeps, and only once: the writer that
@@ -365,6 +399,7 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Replaces a full chunk with an empty one that chains to it.
     private func installFreshChunk(_ shard: _Shard, replacing fullBits: UInt) {
         let fresh = takeFreeChunk()
+        stampForPublication(fresh)
         let full = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: fullBits)!)
         fresh.next = full.takeUnretainedValue()
         let freshBits = UInt(bitPattern: Unmanaged.passRetained(fresh).toOpaque())
@@ -375,8 +410,6 @@ internal final class _Reclaimer: @unchecked Sendable {
         shard.accounted.wrappingAdd(_RetiredChunk.capacity, ordering: .releasing)
         if shard.current.compareExchange(expected: fullBits, desired: freshBits,
                                          ordering: .acquiringAndReleasing).exchanged {
-            // Release: after the new `current` (see the acquire in enqueue).
-            shard.installs.wrappingAdd(1, ordering: .releasing)
             full.release()  // the shard's reference; fresh.next holds its own
         } else {
             shard.accounted.wrappingSubtract(_RetiredChunk.capacity, ordering: .releasing)
@@ -398,9 +431,9 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// shard below the ceiling.
     ///
     /// A fresh chunk is installed only by a writer that found the previous
-    /// one full and then saw fewer than `threshold` pending, with no other
-    /// chunk made current on that shard since (installs and detaches both
-    /// count). Past the last such check each shard gains at most its current
+    /// one full and then saw fewer than `threshold` pending, with that chunk
+    /// still current (its stamp: installs and detaches both publish a new
+    /// one). Past the last such check each shard gains at most its current
     /// chunk (256 items), and the check may have read up to one chunk per
     /// shard low (a detach in progress; claims that land in a detached
     /// chunk); installs in progress read high. So at most `ceiling` items
@@ -633,7 +666,7 @@ internal final class _Reclaimer: @unchecked Sendable {
         if domain._skipsGracePeriods { return }
         let seen = rcu_shim_word_load(kickWord)
         let urgent = requests.withLock { !$0.sequenceWaiters.isEmpty || $0.gracePeriodTarget > domain._completedSequence() }
-        if urgent || pending(domain) >= maxPending / 4 { return }
+        if urgent || pending(domain) >= ceiling / 4 { return }
         _ = rcu_shim_futex_wait(kickWord, seen, Self.pacingNanoseconds)
     }
 
@@ -647,6 +680,7 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// is a stopping caller or an exited worker) may detach, process and
     /// recycle or free them, but only a grace period after detaching.
     private func hasWork(_ domain: RCUDomain) -> Bool {
+        canaryEnter(domain)
         let token = domain._lockUntracked()
         var queued = false
         var index = 0
@@ -658,6 +692,7 @@ internal final class _Reclaimer: @unchecked Sendable {
             index += 1
         }
         domain.unlock(token)
+        canaryExit(domain)
         if queued { return true }
         return requests.withLock { !$0.sequenceWaiters.isEmpty || $0.gracePeriodTarget > domain._completedSequence() }
     }
@@ -672,7 +707,9 @@ internal final class _Reclaimer: @unchecked Sendable {
                 $0.claimed.load(ordering: .relaxed) > 0 || $0.next != nil
             }
             guard busy else { continue }
-            let fresh = UInt(bitPattern: Unmanaged.passRetained(takeFreeChunk()).toOpaque())
+            let freshChunk = takeFreeChunk()
+            stampForPublication(freshChunk)
+            let fresh = UInt(bitPattern: Unmanaged.passRetained(freshChunk).toOpaque())
             let old = shard.current.exchange(fresh, ordering: .acquiringAndReleasing)
             let head = Unmanaged<_RetiredChunk>.fromOpaque(UnsafeRawPointer(bitPattern: old)!).takeRetainedValue()
             // Count the head's items at once, so `pending` does not dip while
@@ -680,18 +717,22 @@ internal final class _Reclaimer: @unchecked Sendable {
             // added after it.
             let counted = min(head.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
             shard.accounted.wrappingAdd(counted, ordering: .releasing)
-            // A new `current`: a writer that checked the bound for the
-            // detached chunk must not install behind this one on that check.
-            shard.installs.wrappingAdd(1, ordering: .releasing)
             detached.append((shard, head, counted))
         }
         if domain._skipsGracePeriods && !detached.isEmpty {
             // The canary frees early on purpose, but its own queues must stay
-            // sound: once no writer is inside enqueue (seq_cst, with the
-            // exchanges above), every claim in the detached chunks is stored
-            // and none can follow, so none is lost or written to a recycled
-            // chunk. Readers are still not waited for: that is the canary.
-            while canaryWriters.load(ordering: .sequentiallyConsistent) != 0 { rcu_shim_cpu_relax() }
+            // sound: once no thread that may hold a detached chunk is inside
+            // enqueue, totalEnqueued or hasWork (the fence pairs with the one
+            // in canaryEnter), every claim in those chunks is stored and none
+            // can follow, so none is lost or written to a recycled chunk, and
+            // nobody reads a chunk that is recycled. Readers of the user's
+            // data are still not waited for: that is the canary.
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            var spins = 0
+            while canaryWriters.load(ordering: .sequentiallyConsistent) != 0 {
+                spins += 1
+                if spins % 1024 == 0 { rcu_shim_sleep_ns(10_000) } else { rcu_shim_cpu_relax() }
+            }
         }
         let wanted = requests.withLock { $0.gracePeriodTarget }
         let needsGracePeriod = !detached.isEmpty || wanted > domain._completedSequence()

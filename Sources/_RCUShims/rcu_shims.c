@@ -181,9 +181,14 @@ int rcu_shim_mutex_lock_within(void *mutex, int64_t ns) {
     int64_t total = (int64_t)deadline.tv_nsec + ns % 1000000000;
     deadline.tv_sec += (time_t)(ns / 1000000000 + total / 1000000000);
     deadline.tv_nsec = (long)(total % 1000000000);
-#ifdef RCU_SHIM_TSAN
-    // ThreadSanitizer may not intercept pthread_mutex_clocklock: poll with
-    // trylock, which it does, so it sees every acquisition.
+#if defined(__GLIBC__) && !defined(RCU_SHIM_TSAN)
+#if __GLIBC_PREREQ(2, 30)
+#define RCU_SHIM_HAVE_CLOCKLOCK 1
+#endif
+#endif
+#ifndef RCU_SHIM_HAVE_CLOCKLOCK
+    // ThreadSanitizer may not intercept pthread_mutex_clocklock, and glibc
+    // before 2.30 (and musl) lacks it: poll with trylock.
     for (;;) {
         if (pthread_mutex_trylock((pthread_mutex_t *)mutex) == 0) return 0;
         struct timespec now;

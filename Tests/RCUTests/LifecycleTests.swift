@@ -78,7 +78,8 @@ struct LifecycleTests {
     func smallBounds(bound: Int) {
         let domain = domain(bound: bound)
         let count = LiveCount()
-        let perThread = 1_500
+        // Enough to reach the ceiling's waiting threshold on any machine.
+        let perThread = domain.pendingCallbacksCeiling + 1_000
         withWatchdog("retire with maxPendingCallbacks = \(bound)", seconds: 60) {
             let threads = (0..<2).map { _ in
                 TestThread { for _ in 0..<perThread { domain.retireCounted(count) } }
@@ -101,6 +102,8 @@ struct LifecycleTests {
         let count = LiveCount()
         let stop = Flag()
         let ran = Count()
+        // Past the waiting threshold on any machine.
+        let total = 2 * domain.pendingCallbacksCeiling
         @Sendable func requeue() {
             ran.add()
             // Slow, so the writer fills its chunk within one batch (else the
@@ -113,11 +116,11 @@ struct LifecycleTests {
             // the number pending never drops to 0.
             for _ in 0..<4 { domain.defer { requeue() } }
             _ = waitUntil(seconds: 10) { ran.current > 12 }
-            for _ in 0..<3_000 { domain.retireCounted(count) }
+            for _ in 0..<total { domain.retireCounted(count) }
             stop.set()
             domain.barrier()
         }
-        #expect(count.deinits.load(ordering: .acquiring) == 3_000)
+        #expect(count.deinits.load(ordering: .acquiring) == total)
         #expect(count.early.load(ordering: .relaxed) == 0)
     }
 
