@@ -62,12 +62,12 @@ public final class _RCUMutex<State>: @unchecked Sendable {
     /// For the fork handlers: take the lock, waiting at most `nanoseconds`;
     /// returns whether it was taken.
     internal func _lockForFork(waitingAtMost nanoseconds: UInt64) -> Bool {
-        // CLOCK_MONOTONIC (pthread_mutex_clocklock): a step of the wall
-        // clock neither ends the wait early nor stretches it.
+        // On CLOCK_MONOTONIC (rcu_shim_mutex_lock_within): a step of the
+        // wall clock neither ends the wait early nor stretches it.
         let status = rcu_shim_mutex_lock_within(_mutex, Int64(min(nanoseconds, UInt64(Int64.max))))
         if status == 0 { return true }
         if status == ETIMEDOUT { return false }
-        fatalError("swift-rcu: pthread_mutex_clocklock failed (\(status))")
+        fatalError("swift-rcu: locking a grace-period lock for fork() failed (errno \(status))")
     }
     /// For the fork handlers: take the lock if it is free now.
     internal func _tryLockForFork() -> Bool { pthread_mutex_trylock(_mutex) == 0 }

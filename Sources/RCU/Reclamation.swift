@@ -213,9 +213,11 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// The source of chunk stamps.
     private let nextStamp = Atomic<UInt64>(1)
 
-    /// Gives `chunk` a stamp no chunk had before; called just before it is
-    /// published as a shard's `current` (release), so a writer that loads it
-    /// with acquire reads the stamp.
+    /// Gives `chunk` a stamp no published chunk had before (the initial and
+    /// fork-child chunks carry 0, which no check ever records: a writer's
+    /// first check is for a chunk it found full, and the child starts with
+    /// no writers); called just before it is published as a shard's
+    /// `current` (release), so a writer that loads it with acquire reads it.
     private func stampForPublication(_ chunk: _RetiredChunk) {
         chunk.stamp.store(nextStamp.wrappingAdd(1, ordering: .relaxed).oldValue, ordering: .relaxed)
     }
@@ -317,8 +319,10 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// item is counted as queued before it can be processed, so the count
     /// never misses an item queued before the call by reading a later
     /// `processed`. It may read up to a chunk per shard low while the worker
-    /// detaches (the memory bound's margin covers that); an install in
-    /// progress makes it read high.
+    /// detaches, and by the claims that land in a detached chunk until its
+    /// grace period has passed (one chunk per shard at most, together: the
+    /// memory bound's margin covers it); an install in progress makes it
+    /// read high.
     func pending(_ domain: RCUDomain) -> Int {
         let done = processed.load(ordering: .acquiring)
         return max(0, totalEnqueued(domain) - done)

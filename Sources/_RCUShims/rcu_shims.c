@@ -190,7 +190,8 @@ int rcu_shim_mutex_lock_within(void *mutex, int64_t ns) {
     // ThreadSanitizer may not intercept pthread_mutex_clocklock, and glibc
     // before 2.30 (and musl) lacks it: poll with trylock.
     for (;;) {
-        if (pthread_mutex_trylock((pthread_mutex_t *)mutex) == 0) return 0;
+        int status = pthread_mutex_trylock((pthread_mutex_t *)mutex);
+        if (status != EBUSY) return status;  // 0, or an error to report as such
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec > deadline.tv_sec || (now.tv_sec == deadline.tv_sec && now.tv_nsec >= deadline.tv_nsec))

@@ -103,8 +103,10 @@ int rcu_shim_futex_wake(uint32_t *word, int32_t count);
 
 /// Sleeps for `ns` nanoseconds (nanosleep), restarting after signals.
 void rcu_shim_sleep_ns(int64_t ns);
-/// pthread_mutex_clocklock on CLOCK_MONOTONIC, waiting at most `ns` from now
-/// (`mutex` is a pthread_mutex_t *). Returns 0, ETIMEDOUT or another errno.
+/// Locks `mutex` (a pthread_mutex_t *), waiting at most `ns` from now on
+/// CLOCK_MONOTONIC: pthread_mutex_clocklock where glibc has it (2.30+), a
+/// trylock loop elsewhere and under ThreadSanitizer. Returns 0, ETIMEDOUT or
+/// another errno.
 int rcu_shim_mutex_lock_within(void *mutex, int64_t ns);
 /// sched_yield(2).
 void rcu_shim_yield(void);
