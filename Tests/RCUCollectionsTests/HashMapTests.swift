@@ -244,17 +244,13 @@ struct HashMapTests {
           arguments: TestMode.withCanaryReadingFreedMemory)
     func readersDuringResize(mode: TestMode) async {
         if mode.isCanary {
-            // Real early frees: run it where a crash cannot end the test run.
-            // A child may die walking a freed node before its detector runs;
-            // it must fire in one of a few attempts.
-            var results: [ExitTest.Result?] = []
-            for _ in 0..<canaryAttempts {
-                results.append(await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            // Real early frees: run it where a crash cannot end the test run
+            // (a child may die walking a freed node before its detector runs).
+            await expectCanaryCaughtInChild("values seen after they were freed") {
+                await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                     exitWithCanaryResult(HashMapTests().readersDuringResizeViolations(mode: .canary))
-                })
-                if canaryWasCaught(results.last!) { break }
+                }
             }
-            expectCanaryCaught(results, "values seen after they were freed")
         } else {
             expectViolations(readersDuringResizeViolations(mode: mode), in: mode, "values seen after they were freed")
         }
@@ -352,17 +348,13 @@ struct HashMapTests {
     @Test("removeAll under concurrent lookups", arguments: TestMode.withCanaryReadingFreedMemory)
     func removeAllUnderLookups(mode: TestMode) async {
         if mode.isCanary {
-            // Real early frees: run it where a crash cannot end the test run.
-            // A child may die walking a freed node before its detector runs;
-            // it must fire in one of a few attempts.
-            var results: [ExitTest.Result?] = []
-            for _ in 0..<canaryAttempts {
-                results.append(await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            // Real early frees: run it where a crash cannot end the test run
+            // (a child may die walking a freed node before its detector runs).
+            await expectCanaryCaughtInChild("a lookup saw a value freed by removeAll") {
+                await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
                     exitWithCanaryResult(HashMapTests().removeAllUnderLookupsViolations(mode: .canary))
-                })
-                if canaryWasCaught(results.last!) { break }
+                }
             }
-            expectCanaryCaught(results, "a lookup saw a value freed by removeAll")
         } else {
             expectViolations(removeAllUnderLookupsViolations(mode: mode), in: mode, "a lookup saw a value freed by removeAll")
         }

@@ -180,22 +180,8 @@ struct ListTests {
     // shown to fire by deinitAfterGracePeriod's canary.
     @Test("readers see every stable element, in order, and nothing released",
           arguments: TestMode.allCases)
-    fileprivate func concurrentReaders(mode: TestMode) async {
-        if mode.isCanary {
-            // Real early frees: run it where a crash cannot end the test run.
-            // A child may die walking a freed node before its detector runs;
-            // it must fire in one of a few attempts.
-            var results: [ExitTest.Result?] = []
-            for _ in 0..<canaryAttempts {
-                results.append(await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                    exitWithCanaryResult(ListTests().concurrentReadersViolations(mode: .canary))
-                })
-                if canaryWasCaught(results.last!) { break }
-            }
-            expectCanaryCaught(results, "a reader saw a released or misordered element")
-        } else {
-            expectViolations(concurrentReadersViolations(mode: mode), in: mode, "a reader saw a released or misordered element")
-        }
+    fileprivate func concurrentReaders(mode: TestMode) {
+        expectViolations(concurrentReadersViolations(mode: mode), in: mode, "a reader saw a released or misordered element")
     }
 
     /// The body of `concurrentReaders`; returns the violations it saw.
@@ -219,7 +205,7 @@ struct ListTests {
                     list.read { view in
                         var expected = 0
                         for item in view {
-                            if !dwellAndCheck(item, spins: 8) { local += 1; stopCanaryAtFirstViolation(mode) }
+                            if !dwellAndCheck(item, spins: 8) { local += 1 }
                             if item.id < stableCount {
                                 if item.id != expected { local += 1 }
                                 expected = item.id + 1
@@ -260,7 +246,6 @@ struct ListTests {
         stop.set()
         for reader in readers { reader.join() }
         #expect(traversals.load(ordering: .relaxed) > 0)
-        if mode.isCanary { return violations.load(ordering: .relaxed) }
         handles = []
         list.removeAll()
         domain.barrier()
@@ -279,22 +264,8 @@ struct ListTests {
     // No canary case, for the reason given at concurrentReaders.
     @Test("removeAll under concurrent traversal: readers see one generation, in order, alive",
           arguments: TestMode.allCases)
-    fileprivate func removeAllUnderTraversal(mode: TestMode) async {
-        if mode.isCanary {
-            // Real early frees: run it where a crash cannot end the test run.
-            // A child may die walking a freed node before its detector runs;
-            // it must fire in one of a few attempts.
-            var results: [ExitTest.Result?] = []
-            for _ in 0..<canaryAttempts {
-                results.append(await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
-                    exitWithCanaryResult(ListTests().removeAllUnderTraversalViolations(mode: .canary))
-                })
-                if canaryWasCaught(results.last!) { break }
-            }
-            expectCanaryCaught(results, "a reader saw a released element or a mixed generation")
-        } else {
-            expectViolations(removeAllUnderTraversalViolations(mode: mode), in: mode, "a reader saw a released element or a mixed generation")
-        }
+    fileprivate func removeAllUnderTraversal(mode: TestMode) {
+        expectViolations(removeAllUnderTraversalViolations(mode: mode), in: mode, "a reader saw a released element or a mixed generation")
     }
 
     /// The body of `removeAllUnderTraversal`; returns the violations it saw.
@@ -312,7 +283,7 @@ struct ListTests {
                         var expectedID = 0
                         var generation = -1
                         for item in view {
-                            if !dwellAndCheck(item, spins: 4) { local += 1; stopCanaryAtFirstViolation(mode) }
+                            if !dwellAndCheck(item, spins: 4) { local += 1 }
                             if generation < 0 { generation = item.generation }
                             if item.generation != generation || item.id != expectedID { local += 1 }
                             expectedID += 1
@@ -328,7 +299,6 @@ struct ListTests {
         }
         stop.set()
         for reader in readers { reader.join() }
-        if mode.isCanary { return violations.load(ordering: .relaxed) }
         list.removeAll()
         #expect(list.isEmpty && list.count == 0)
         domain.barrier()

@@ -13,14 +13,20 @@ import Testing
 private typealias ForkFunction = @convention(c) () -> pid_t
 private let systemFork: ForkFunction = unsafeBitCast(dlsym(nil, "fork"), to: ForkFunction.self)
 
-/// Counts the objects retired and not yet deinitialised, exactly: an object
-/// is counted from just before its retire call (so at most one per retiring
-/// thread too early) until its deinit. The peak is taken at each increment.
+/// Counts deinitialisations, those that came before a grace period had
+/// passed since the object was retired, and the objects retired and not yet
+/// deinitialised: an object counted by `willRetire` is counted from just
+/// before its retire call (so at most one per retiring thread too early)
+/// until its deinit. The peak is taken at each increment.
 final class LiveCount: Sendable {
     let live = Atomic<Int>(0)
     let peak = Atomic<Int>(0)
     let deinits = Atomic<Int>(0)
     let early = Atomic<Int>(0)
+
+    var counts: (deinits: Int, early: Int) {
+        (deinits.load(ordering: .acquiring), early.load(ordering: .acquiring))
+    }
 
     func willRetire() {
         let now = live.wrappingAdd(1, ordering: .relaxed).newValue

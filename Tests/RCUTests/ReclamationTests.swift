@@ -6,32 +6,6 @@ import Synchronization
 import RCUTestSupport
 import Testing
 
-/// Counts deinitialisations, and those that came before a grace period had
-/// passed since the object was retired.
-final class LifeCounter: Sendable {
-    let deinits = Atomic<Int>(0)
-    let early = Atomic<Int>(0)
-    var counts: (deinits: Int, early: Int) {
-        (deinits.load(ordering: .acquiring), early.load(ordering: .acquiring))
-    }
-}
-
-final class Tracked: @unchecked Sendable {
-    // @unchecked Sendable: `retiredAt` is written once before retire and read
-    // in deinit, which the grace period orders after it.
-    let counter: LifeCounter
-    let domain: RCUDomain
-    var retiredAt: RCUGracePeriodState?
-    init(_ counter: LifeCounter, _ domain: RCUDomain) {
-        self.counter = counter
-        self.domain = domain
-    }
-    deinit {
-        if let retiredAt, !domain.poll(retiredAt) { counter.early.add(1, ordering: .relaxed) }
-        counter.deinits.add(1, ordering: .releasing)
-    }
-}
-
 @Suite("Reclamation", .serialized, .timeLimit(.minutes(10)))
 struct ReclamationTests {
     @Test("every retired object is freed once, and never while a reader can see it", arguments: TestMode.withCanary)
@@ -50,12 +24,12 @@ struct ReclamationTests {
     @Test("a retired object and a deferred callback outlive a reader that began before them", arguments: TestMode.withCanary)
     func retireWaitsForReader(mode: TestMode) {
         let domain = mode.makeDomain()
-        let counter = LifeCounter()
+        let counter = LiveCount()
         let deferred = Count()
         let box = TokenBox()
         let locker = TestThread { box.put(domain.lock()) }
         locker.join()
-        domain.retire(Tracked(counter, domain))
+        domain.retire(Counted(counter, domain))
         domain.defer { deferred.add() }
         sleepMicroseconds(50_000)  // give the worker every chance to run early
         let beforeUnlock = counter.counts.deinits + deferred.current
@@ -132,13 +106,13 @@ struct ReclamationTests {
         let domain = RCUDomain(configuration: configuration)
         // One counter per thread: another thread's section may begin after
         // this one's retires, and those objects may go once this one ends.
-        let counters = [LifeCounter(), LifeCounter()]
+        let counters = [LiveCount(), LiveCount()]
         let freedInside = Count()
         withWatchdog("retires over the bound inside read sections", seconds: 60) {
             let threads = counters.map { counter in
                 TestThread {
                     domain.read {
-                        for _ in 0..<5_000 { domain.retire(Tracked(counter, domain)) }
+                        for _ in 0..<5_000 { domain.retire(Counted(counter, domain)) }
                         sleepMicroseconds(20_000)  // the worker's chance to free early
                         // This section began before every one of them.
                         freedInside.add(counter.counts.deinits)
@@ -155,12 +129,12 @@ struct ReclamationTests {
     @Test("the worker stops cleanly and restarts on demand")
     func workerStopsAndRestarts() {
         let domain = RCUDomain()
-        let counter = LifeCounter()
-        for _ in 0..<1000 { domain.retire(Tracked(counter, domain)) }
+        let counter = LiveCount()
+        for _ in 0..<1000 { domain.retire(Counted(counter, domain)) }
         domain.stopWorker()
         #expect(counter.counts.deinits == 1000)
         #expect(domain._reclaimer.workerState.load(ordering: .relaxed) & _Reclaimer.stateMask == 0)
-        for _ in 0..<1000 { domain.retire(Tracked(counter, domain)) }
+        for _ in 0..<1000 { domain.retire(Counted(counter, domain)) }
         domain.barrier()
         #expect(counter.counts.deinits == 2000)
     }

@@ -210,10 +210,17 @@ public func canaryWasCaught(_ result: ExitTest.Result?) -> Bool {
     String(decoding: result?.standardErrorContent ?? [], as: UTF8.self).contains("canary caught:")
 }
 
-/// The parent's side of `exitWithCanaryResult`: one of the attempts must
-/// have exited 3 with the marker; crashes and clean exits do not count.
-public func expectCanaryCaught(_ results: [ExitTest.Result?], _ what: String,
-                               sourceLocation: SourceLocation = #_sourceLocation) {
+/// Runs a canary child (`attempt`, an exit test whose body ends with
+/// `exitWithCanaryResult`) until its detector fires, at most
+/// `canaryAttempts` times, and records an issue if it never did: a child
+/// that crashed first, or exited without a report, does not count.
+public func expectCanaryCaughtInChild(_ what: String, sourceLocation: SourceLocation = #_sourceLocation,
+                                      _ attempt: () async -> ExitTest.Result?) async {
+    var results: [ExitTest.Result?] = []
+    for _ in 0..<canaryAttempts {
+        results.append(await attempt())
+        if canaryWasCaught(results.last!) { break }
+    }
     let caught = results.contains(where: canaryWasCaught)
     let crashes = results.filter { if case .signal = $0?.exitStatus { return true } else { return false } }.count
     #expect(caught, "the canary's detector did not fire (\(what)) in \(results.count) attempts (\(crashes) crashed first): this check cannot fail",
