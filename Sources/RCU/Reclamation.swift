@@ -341,6 +341,11 @@ internal final class _Reclaimer: @unchecked Sendable {
             canaryEnter(domain)
             let token = domain._lockUntracked()
             let outcome = shardRefs[index]._withUnsafeGuaranteedRef { shard -> _ClaimOutcome in
+                // The section's (B) is only a compiler barrier in the
+                // membarrier modes, so the caller's unpublish may still be in
+                // this CPU's store buffer here: (B) pairs with (P-w) in
+                // processBatch, which makes it visible before the grace
+                // period of a chunk this load finds (design.md §5.9).
                 let chunkBits = shard.current.load(ordering: .acquiring)
                 // seq_cst: pairs with the worker's seq_cst store of workerIdle
                 // before it looks for work, so either it sees this claim or
