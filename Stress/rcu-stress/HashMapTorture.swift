@@ -308,8 +308,7 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
         if let driver = workerDriver {
             // The broken flavor: the writer runs on the domain's worker;
             // this thread only starts it.
-            if !driver.started.exchange(true, ordering: .relaxed) { map.deferred { [self] in workerStep(driver) } }
-            sleepSeconds(0.001)
+            driver.updaterStep { map.deferred { [self] in workerStep(driver) } }
             return
         }
         if let sabotage { sabotageStep(sabotage) }

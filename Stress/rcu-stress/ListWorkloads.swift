@@ -283,8 +283,7 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         if let driver = workerDriver {
             // The broken flavor: the writer ops run on the domain's worker
             // (see WorkerDriver); this thread only starts them.
-            if !driver.started.exchange(true, ordering: .relaxed) { list.deferred { [self] in workerStep(driver) } }
-            sleepSeconds(0.001)
+            driver.updaterStep { list.deferred { [self] in workerStep(driver) } }
             return
         }
         if let sabotage { sabotageStep(sabotage) }
@@ -411,6 +410,14 @@ final class WorkerDriver: Sendable {
     let started = Atomic<Bool>(false)
     let stop = Atomic<Bool>(false)
     let done = Atomic<Bool>(false)
+
+    /// The updater thread's step while the worker runs the writer: the
+    /// first call runs `start` (which queues the worker's first step), and
+    /// every call idles for a millisecond.
+    func updaterStep(start: () -> Void) {
+        if !started.exchange(true, ordering: .relaxed) { start() }
+        sleepSeconds(0.001)
+    }
 }
 
 /// Polls `condition` until it holds or `seconds` pass.
