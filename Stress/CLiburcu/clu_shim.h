@@ -53,5 +53,13 @@ static inline void clu_retire_new_object(long value) {
     urcu_memb_call_rcu(&object->head, clu_free_object);
 }
 
+/// retire-only's liburcu side: call_rcu on a preallocated object with a
+/// callback that frees nothing, so only liburcu's own cost is measured.
+static void clu_ignore_object(struct rcu_head *head) { (void)head; }
+
+CLU_INLINE void clu_retire_preallocated(struct clu_object *object) {
+    urcu_memb_call_rcu(&object->head, clu_ignore_object);
+}
+
 CLU_INLINE void clu_barrier(void) { urcu_memb_barrier(); }
 #endif

@@ -105,6 +105,7 @@ func runMeasured(
 enum ReadCase: String, CaseIterable {
     case lockUnlock = "lock-unlock"
     case lockDerefUnlock = "lock-deref-unlock"
+    case lockCallUnlock = "lock-call-unlock"
 }
 
 let measureBatch = 1 << 14
@@ -135,6 +136,33 @@ func lockDerefUnlockLoop<I: ReadSideImpl>(_ impl: I, _ published: Published, _ s
     return operations
 }
 
+/// lock-call-unlock's callee: never inlined, and it writes memory the
+/// section's compiler barriers must keep inside the section, so every impl's
+/// loop holds its state across a real call, as a caller's code does.
+@inline(never)
+func sectionCallee(_ cell: UnsafeMutablePointer<Int>) -> Int {
+    cell.pointee &+= 1
+    return cell.pointee
+}
+
+@inline(never)
+func lockCallUnlockLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) -> UInt64 {
+    // Per thread, so two threads do not share the callee's line.
+    let cell = UnsafeMutablePointer<Int>.allocate(capacity: 16)
+    cell.initialize(repeating: 0, count: 16)
+    defer { cell.deallocate() }
+    var operations: UInt64 = 0
+    var accumulator = 0
+    while !stop.isSet {
+        for _ in 0..<measureBatch {
+            accumulator &+= impl.section { sectionCallee(cell) }
+        }
+        operations &+= UInt64(measureBatch)
+    }
+    sink.consume(accumulator)
+    return operations
+}
+
 struct ReadSideMeasurement: ImplVisitor {
     let benchCase: ReadCase
     let threads: Int
@@ -154,6 +182,7 @@ struct ReadSideMeasurement: ImplVisitor {
             switch benchCase {
             case .lockUnlock: operations = lockUnlockLoop(impl, stop)
             case .lockDerefUnlock: operations = lockDerefUnlockLoop(impl, published, stop)
+            case .lockCallUnlock: operations = lockCallUnlockLoop(impl, stop)
             }
             box.add(operations: operations, nanoseconds: nowNanoseconds() - start)
             impl.threadEnd()
@@ -228,19 +257,66 @@ func retireLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) -> UInt64 {
     return operations
 }
 
+enum RetireCase: String, CaseIterable {
+    /// Allocate an object and retire it: malloc and free on both sides.
+    case retire
+    /// Retire objects prepared before the clock starts; liburcu's callback
+    /// frees nothing. The library's own cost, its worker's included.
+    case retireOnly = "retire-only"
+}
+
+/// Objects per retire-only cycle and thread: a cycle retires them all, then
+/// waits in `barrier()` (timed) before reusing them. 2^18 per thread keeps
+/// two threads under the default 2^20 pending bound.
+let retirePoolSize = 1 << 18
+
+@inline(never)
+func retireOnlyLoop<I: ReadSideImpl>(_ impl: I, _ stop: StopFlag) -> (operations: UInt64, nanoseconds: UInt64) {
+    let pool = impl.makeRetirePool(count: retirePoolSize)
+    var operations: UInt64 = 0
+    var nanoseconds: UInt64 = 0
+    while !stop.isSet {
+        impl.refillRetirePool(pool, count: retirePoolSize)  // not timed
+        let start = nowNanoseconds()
+        var index = 0
+        while index < retirePoolSize {
+            for _ in 0..<256 {
+                impl.retirePooled(pool, index)
+                index &+= 1
+            }
+            if stop.isSet { break }
+        }
+        // The worker's processing is part of the cost: the cycle ends when
+        // every callback it queued has run.
+        impl.barrier()
+        nanoseconds &+= nowNanoseconds() - start
+        operations &+= UInt64(index)
+    }
+    impl.releaseRetirePool(pool, count: retirePoolSize)
+    return (operations, nanoseconds)
+}
+
 struct RetireMeasurement: ImplVisitor {
+    let benchCase: RetireCase
     let threads: Int
     let seconds: Double
 
     func visit<I: ReadSideImpl>(_ impl: I) -> Sample {
         let box = SampleBox()
+        let benchCase = benchCase
         runMeasured(seconds: seconds, workers: threads) { index, stop, gate in
             pinCurrentThread(to: index)
             impl.threadBegin()
             gate.arriveAndWait()
-            let start = nowNanoseconds()
-            let operations = retireLoop(impl, stop)
-            box.add(operations: operations, nanoseconds: nowNanoseconds() - start)
+            switch benchCase {
+            case .retire:
+                let start = nowNanoseconds()
+                let operations = retireLoop(impl, stop)
+                box.add(operations: operations, nanoseconds: nowNanoseconds() - start)
+            case .retireOnly:
+                let (operations, nanoseconds) = retireOnlyLoop(impl, stop)
+                box.add(operations: operations, nanoseconds: nanoseconds)
+            }
             impl.threadEnd()
         }
         // Not timed: let the callbacks of this slice run before the next impl.
@@ -366,12 +442,14 @@ func runBench(_ options: BenchOptions) -> [BenchResult] {
             }
         case .retire:
             let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
-            for threads in threadCounts {
-                let measurement = RetireMeasurement(threads: threads, seconds: slice)
-                let label = "retire x\(threads)"
-                for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
-                    results.append(BenchResult(suite: suite.rawValue, benchCase: "retire",
-                                               impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
+            for benchCase in RetireCase.allCases {
+                for threads in threadCounts {
+                    let measurement = RetireMeasurement(benchCase: benchCase, threads: threads, seconds: slice)
+                    let label = "retire \(benchCase.rawValue) x\(threads)"
+                    for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
+                        results.append(BenchResult(suite: suite.rawValue, benchCase: benchCase.rawValue,
+                                                   impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
+                    }
                 }
             }
         case .snapshot:

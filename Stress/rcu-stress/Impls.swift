@@ -34,11 +34,37 @@ protocol ReadSideImpl: Sendable {
     /// Allocates a small object and hands it to the flavor's deferred
     /// reclamation (the retire benchmark's unit of work).
     func retireNewObject()
+
+    /// retire-only's objects, made before the clock starts.
+    associatedtype RetirePool = Void
+    /// Makes `count` objects for retire-only (not timed).
+    func makeRetirePool(count: Int) -> RetirePool
+    /// Readies the pool for a cycle of retires (not timed): the library's
+    /// retire consumes a reference, so each cycle hands it a fresh one.
+    func refillRetirePool(_ pool: RetirePool, count: Int)
+    /// Retires the pool's object `index` (the retire-only unit of work).
+    func retirePooled(_ pool: RetirePool, _ index: Int)
+    /// Frees the pool after the last cycle's barrier.
+    func releaseRetirePool(_ pool: RetirePool, count: Int)
 }
 
 /// What the retire benchmark allocates and retires.
 final class RetiredObject {
     var payload: (Int, Int, Int, Int) = (0, 0, 0, 0)
+}
+
+/// retire-only's objects for the library: `objects` keeps each alive, so the
+/// worker's release after a grace period frees nothing, as liburcu's no-op
+/// callback frees nothing; `handed` holds the +1 reference each retire
+/// consumes, taken before the clock starts.
+final class RCURetirePool {
+    let objects: [RetiredObject]
+    let handed: UnsafeMutablePointer<Unmanaged<RetiredObject>>
+    init(count: Int) {
+        objects = (0..<count).map { _ in RetiredObject() }
+        handed = .allocate(capacity: count)
+    }
+    deinit { handed.deallocate() }
 }
 
 /// A polled grace period: this library's state, or a flag a callback sets.
@@ -113,6 +139,14 @@ extension ReadSideImpl {
     }
 }
 
+extension ReadSideImpl where RetirePool == Void {
+    func makeRetirePool(count: Int) {}
+    func refillRetirePool(_ pool: Void, count: Int) {}
+    /// Locks have no deferred reclamation: each retire takes the write side.
+    func retirePooled(_ pool: Void, _ index: Int) { synchronize() }
+    func releaseRetirePool(_ pool: Void, count: Int) {}
+}
+
 /// A published payload, reachable both from Swift (an atomic word) and from
 /// liburcu (a C pointer slot), so every impl dereferences the same memory.
 final class Published: @unchecked Sendable {
@@ -159,6 +193,16 @@ struct RCUImpl: ReadSideImpl {
     func barrier() { domain.barrier() }
     @inline(__always)
     func retireNewObject() { domain.retire(RetiredObject()) }
+
+    func makeRetirePool(count: Int) -> RCURetirePool { RCURetirePool(count: count) }
+    func refillRetirePool(_ pool: RCURetirePool, count: Int) {
+        for index in 0..<count { pool.handed[index] = Unmanaged.passRetained(pool.objects[index]) }
+    }
+    @inline(__always)
+    func retirePooled(_ pool: RCURetirePool, _ index: Int) {
+        domain.retire(pool.handed[index].takeRetainedValue())
+    }
+    func releaseRetirePool(_ pool: RCURetirePool, count: Int) {}
 }
 
 struct LiburcuImpl: ReadSideImpl {
@@ -201,6 +245,20 @@ struct LiburcuImpl: ReadSideImpl {
     /// C user of liburcu writes it.
     @inline(__always)
     func retireNewObject() { clu_retire_new_object(0) }
+
+    /// retire-only: preallocated objects with embedded rcu_heads, handed to
+    /// call_rcu with a callback that frees nothing.
+    func makeRetirePool(count: Int) -> UnsafeMutablePointer<clu_object> {
+        let pool = UnsafeMutablePointer<clu_object>.allocate(capacity: count)
+        pool.initialize(repeating: clu_object(), count: count)
+        return pool
+    }
+    func refillRetirePool(_ pool: UnsafeMutablePointer<clu_object>, count: Int) {}
+    @inline(__always)
+    func retirePooled(_ pool: UnsafeMutablePointer<clu_object>, _ index: Int) {
+        clu_retire_preallocated(pool + index)
+    }
+    func releaseRetirePool(_ pool: UnsafeMutablePointer<clu_object>, count: Int) { pool.deallocate() }
 
     @inline(__always)
     func dereference(_ published: Published) -> Int {
