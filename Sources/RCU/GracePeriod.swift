@@ -123,8 +123,8 @@ extension RCUDomain {
             // between the two) still hold the inactive index.
             _waitUntilDrained(1 - active, &counters, &stall)
             // (F) flip: new readers count under the other index. Release,
-            // paired with the readers' period load.
-            rcu_shim_store_period(_state, current &+ 1)
+            // paired with the readers' load of `active` (the period).
+            rcu_shim_flip(_state)
             // (C) pairs with (B) like (A), and in rseq mode also restarts
             // every rseq lock in flight, so none commits to the old index
             // after this returns.

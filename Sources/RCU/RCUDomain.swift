@@ -38,14 +38,16 @@ public final class RCUDomain: @unchecked Sendable {
     /// The counter block (header line + one slot per possible CPU), in C memory
     /// so the rseq asm gets a stable address.
     @usableFromInline internal let _state: UnsafeMutablePointer<rcu_shim_state>
-    /// True in the rseq + membarrier mode: lock and unlock are inlined in full.
-    @usableFromInline internal let _inlineFastPath: Bool
-    /// glibc's `__rseq_offset` (0 without rseq), kept in an immutable field
-    /// so read loops hold it in a register.
-    @usableFromInline internal let _rseqOffset: Int
-    /// The CPU bound the rseq sections check `cpu_id` against: the slot
-    /// count, or 0 when a test forces every rseq attempt to fail.
-    @usableFromInline internal let _rseqBound: UInt32
+    /// True in the rseq + membarrier mode: lock and unlock complete in the
+    /// inlined sequence (in every other mode it fails at its bound check).
+    internal let _inlineFastPath: Bool
+    /// The rseq area the inlined fast path arms, as an offset from the
+    /// thread pointer: glibc's `__rseq_offset` in the rseq+membarrier mode,
+    /// the stand-in area's otherwise (see `rcu_shim_standin_offset`). An
+    /// immutable field, so read loops hold it in a register.
+    @usableFromInline internal let _fastOffset: Int64
+    /// glibc's `__rseq_offset` (0 without rseq), for the slow path's attempts.
+    internal let _rseqOffset: Int
     internal let _usesRseq: Bool
     internal let _usesFences: Bool
     /// The `atomic+seqcst` mode: every ordering point is a seq_cst RMW
@@ -173,13 +175,16 @@ public final class RCUDomain: @unchecked Sendable {
             fatalError("swift-rcu: cannot allocate counters for \(slots) CPUs")
         }
         _state = state
+        let inlineFastPath = usesRseq && usesMembarrier
         _rseqOffset = Int(state.pointee.header.rseq_offset)
-        _rseqBound = configuration._failsEveryRseqAttempt ? 0 : slots
+        _fastOffset = inlineFastPath ? Int64(_rseqOffset) : rcu_shim_standin_offset()
+        let rseqBound = configuration._failsEveryRseqAttempt ? 0 : slots
+        rcu_shim_set_bounds(state, inlineFastPath ? rseqBound : 0, usesRseq ? rseqBound : 0)
         _usesRseq = usesRseq
         _usesFences = !usesMembarrier
         _pairsBySeqCst = seqCst
         _membarrierRestartsRseq = usesMembarrier && restartsRseq
-        _inlineFastPath = usesRseq && usesMembarrier
+        _inlineFastPath = inlineFastPath
         _skipsGracePeriods = configuration._skipsGracePeriods
         if let timeout = configuration.stallTimeout, timeout > .zero {
             // Saturating: `.seconds(Int64.max)` means "never", not a trap.

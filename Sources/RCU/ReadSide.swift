@@ -3,8 +3,9 @@ import _RCUShims
 /// Proof that a read section of one ``RCUDomain`` is open. Returned by
 /// ``RCUDomain/lock()`` and consumed by ``RCUDomain/unlock(_:)``.
 ///
-/// The token carries the period index the section counted itself under, so
-/// its unlock can run on any thread, on any CPU: hand it to another thread,
+/// The token carries the period index the section counted itself under (as
+/// the address of that index's counters), so its unlock can run on any
+/// thread, on any CPU: hand it to another thread,
 /// or keep it across an `await`. It is `~Copyable`, so a section cannot be
 /// ended twice.
 ///
@@ -13,25 +14,29 @@ import _RCUShims
 ///   stops the process with a message instead.
 @frozen
 public struct RCUReadToken: ~Copyable, @unchecked Sendable {
-    // @unchecked Sendable: the pointer only names the owning domain's counter
-    // block (compared in unlock, never dereferenced by the token), and ending
-    // a section on another thread is what the token is for.
+    // @unchecked Sendable: the pointer and the address only name the owning
+    // domain's counter block (the pointer is compared in unlock; the address
+    // is where the unlock's per-CPU counter is found, written only by the
+    // rseq and atomic helpers of _RCUShims), and ending a section on another
+    // thread is what the token is for.
     @usableFromInline internal let _state: UnsafeMutablePointer<rcu_shim_state>
-    @usableFromInline internal let _index: Int
+    /// Slot 0's lock counter of the section's index (`header.active` as the
+    /// lock read it): the unlock commits at this + 128 x cpu + 16.
+    @usableFromInline internal let _counters: UInt
     #if DEBUG
     @usableFromInline internal let _debugCell: Unmanaged<_ReadDepthCell>?
     #endif
 
     #if DEBUG
-    @inlinable internal init(_state: UnsafeMutablePointer<rcu_shim_state>, _index: Int, _debugCell: Unmanaged<_ReadDepthCell>?) {
+    @inlinable internal init(_state: UnsafeMutablePointer<rcu_shim_state>, _counters: UInt, _debugCell: Unmanaged<_ReadDepthCell>?) {
         self._state = _state
-        self._index = _index
+        self._counters = _counters
         self._debugCell = _debugCell
     }
     #else
-    @inlinable internal init(_state: UnsafeMutablePointer<rcu_shim_state>, _index: Int) {
+    @inlinable internal init(_state: UnsafeMutablePointer<rcu_shim_state>, _counters: UInt) {
         self._state = _state
-        self._index = _index
+        self._counters = _counters
     }
     #endif
 
@@ -79,14 +84,21 @@ extension RCUDomain {
     @inlinable @inline(__always)
     public func read<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
         let token = lock()
-        rcu_shim_depth_enter()
+        #if DEBUG
+        // Debug builds keep the thread's read {} depth (retire's "never wait
+        // inside a section" rule, the fork check, stall reports), saved and
+        // restored with plain stores. Release builds keep nothing: it cost a
+        // quarter of a section around a call (docs/benchmarks.md), and
+        // retire's waits are bounded instead (docs/design.md §9).
+        let depth = rcu_shim_depth()
+        rcu_shim_set_depth(depth &+ 1)
+        defer { rcu_shim_set_depth(depth) }
+        #endif
         do {
             let result = try body()
-            rcu_shim_depth_exit()
             unlock(token)
             return result
         } catch {
-            rcu_shim_depth_exit()
             unlock(token)
             throw error
         }
@@ -137,11 +149,11 @@ extension RCUDomain {
     ///   the `rseq+membarrier` mode.
     @inlinable @inline(__always)
     public func lock() -> RCUReadToken {
-        let index = _enter()
+        let counters = _enter()
         #if DEBUG
-        return RCUReadToken(_state: _state, _index: index, _debugCell: _debugEnter())
+        return RCUReadToken(_state: _state, _counters: counters, _debugCell: _debugEnter())
         #else
-        return RCUReadToken(_state: _state, _index: index)
+        return RCUReadToken(_state: _state, _counters: counters)
         #endif
     }
 
@@ -149,11 +161,11 @@ extension RCUDomain {
     /// debug bookkeeping (async sections, which may end on another thread).
     @inlinable @inline(__always)
     internal func _lockUntracked() -> RCUReadToken {
-        let index = _enter()
+        let counters = _enter()
         #if DEBUG
-        return RCUReadToken(_state: _state, _index: index, _debugCell: nil)
+        return RCUReadToken(_state: _state, _counters: counters, _debugCell: nil)
         #else
-        return RCUReadToken(_state: _state, _index: index)
+        return RCUReadToken(_state: _state, _counters: counters)
         #endif
     }
 
@@ -168,86 +180,84 @@ extension RCUDomain {
         if _slowPath(token._state != _state) {
             _foreignToken(token._state)
         }
-        let index = token._index
+        let counters = token._counters
         #if DEBUG
         if let cell = token._debugCell { _debugExit(cell) }
         #endif
         token._retire()
-        _exit(index)
+        _exit(counters)
     }
 
     // MARK: - Counting
 
-    /// Counts a lock for the current period; returns the index counted.
+    /// Counts a lock for the current period; returns the counter address
+    /// of the index counted (see ``RCUReadToken``).
+    ///
+    /// One path for every mode: outside rseq+membarrier the header's fast
+    /// bound is 0 and the offset names a stand-in rseq area, so the inlined
+    /// sequence fails at its bound check and the slow path runs. No mode
+    /// flag is tested, and the loop holds only the state and the offset.
     @inlinable @inline(__always)
-    internal func _enter() -> Int {
-        // Loaded before the branch, so the optimiser can hoist these
-        // immutable fields out of a caller's loop into registers.
-        let state = _state
-        let offset = Int64(_rseqOffset)
-        let bound = _rseqBound
-        if _inlineFastPath {
-            let index = rcu_shim_rseq_lock(state, offset, bound)  // its compiler barrier is (B)
-            if _fastPath(index >= 0) { return index }
-        }
+    internal func _enter() -> UInt {
+        let counters = rcu_shim_rseq_lock(_state, _fastOffset)  // its compiler barrier is (B)
+        if _fastPath(counters != 0) { return counters }
         return _enterSlow()
     }
 
-    /// Counts an unlock for `index`.
+    /// Counts an unlock for the section that `counters` came from.
     @inlinable @inline(__always)
-    internal func _exit(_ index: Int) {
+    internal func _exit(_ counters: UInt) {
         let state = _state
-        let offset = Int64(_rseqOffset)
-        let bound = _rseqBound
-        if _inlineFastPath && _fastPath(rcu_shim_rseq_unlock(state, offset, bound, index) == 0) {
+        if _fastPath(rcu_shim_rseq_unlock(state, _fastOffset, counters) == 0) {
             // (W-reader): the asm's compiler barrier orders this load after the
             // unlock increment; pairs with (W) in _waitUntilDrained. The
             // same barrier before the increment is (D).
             if _slowPath(rcu_shim_waiters(state) != 0) { rcu_shim_wake_updater(state) }
             return
         }
-        _exitSlow(index)
+        _exitSlow(counters)
     }
 
     @usableFromInline @inline(never)
-    internal func _enterSlow() -> Int {
+    internal func _enterSlow() -> UInt {
         _countFastPathMiss()
         if _pairsBySeqCst {
             // atomic+seqcst: the atomic path's two-phase argument holds as is
             // (the period is loaded outside any sequence).
-            let index = Int(rcu_shim_load_period(_state) & 1)
-            rcu_shim_sc_lock(_state, rcu_shim_slot_hint(_state), index)
+            let counters = rcu_shim_load_active(_state)
+            rcu_shim_sc_lock(_state, rcu_shim_slot_hint(_state), rcu_shim_index_of(_state, counters))
             // (B-rmw): seq_cst RMW of the pairing word; pairs with the
             // updater's (A-rmw), (C-rmw), (W-rmw) and (P-rmw) on that word.
             rcu_shim_sc_point(_state)
-            return index
+            return counters
         }
-        var index = -1
+        var counters: UInt = 0
         if _usesRseq {
             for _ in 0..<Self._rseqAttempts {
-                index = rcu_shim_rseq_lock(_state, Int64(_rseqOffset), _rseqBound)
-                if index >= 0 { break }
+                counters = rcu_shim_rseq_lock_slow(_state, Int64(_rseqOffset))
+                if counters != 0 { break }
             }
         }
-        if index < 0 {
+        if counters == 0 {
             // The atomic path loads the period outside any restartable
             // sequence, so this reader may stall here and count under an index
             // the updater already flipped away from; synchronize()'s first
             // phase waits for exactly such readers (docs/design.md, "Two phases").
-            index = Int(rcu_shim_load_period(_state) & 1)
-            rcu_shim_atomic_lock(_state, rcu_shim_slot_hint(_state), index)
+            counters = rcu_shim_load_active(_state)
+            rcu_shim_atomic_lock(_state, rcu_shim_slot_hint(_state), rcu_shim_index_of(_state, counters))
         }
         if _usesFences {
             // (B-fence) pairs with (A) and (C) in synchronize(): store
             // buffering with fences on both sides.
             rcu_shim_full_fence()
         }
-        return index
+        return counters
     }
 
     @usableFromInline @inline(never)
-    internal func _exitSlow(_ index: Int) {
+    internal func _exitSlow(_ counters: UInt) {
         _countFastPathMiss()
+        let index = rcu_shim_index_of(_state, counters)
         if _pairsBySeqCst {
             // (D-rmw): the seq_cst (so release) unlock increment; pairs with
             // the scans' acquire loads. No RMW of the pairing word here, so
@@ -264,7 +274,7 @@ extension RCUDomain {
         }
         var counted = false
         if _usesRseq {
-            for _ in 0..<Self._rseqAttempts where rcu_shim_rseq_unlock(_state, Int64(_rseqOffset), _rseqBound, index) == 0 {
+            for _ in 0..<Self._rseqAttempts where rcu_shim_rseq_unlock_slow(_state, Int64(_rseqOffset), counters) == 0 {
                 counted = true
                 break
             }

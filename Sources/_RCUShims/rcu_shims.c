@@ -44,7 +44,13 @@ rcu_shim_state *rcu_shim_state_create(uint32_t slot_count) {
     rcu_shim_state *state = memory;
     state->header.slot_count = slot_count;
     state->header.rseq_offset = rcu_shim_rseq_offset();
+    state->header.active = (uint64_t)rcu_shim_counters_for(state, 0);
     return state;
+}
+
+void rcu_shim_set_bounds(rcu_shim_state *state, uint32_t fast_bound, uint32_t rseq_bound) {
+    state->header.fast_bound = fast_bound;
+    state->header.rseq_bound = rseq_bound;
 }
 
 void rcu_shim_state_destroy(rcu_shim_state *state) {
@@ -103,6 +109,22 @@ int rcu_shim_rseq_usable(void) {
     __asm__("movq %%fs:0, %0" : "=r"(thread_pointer));
     volatile struct rseq *area = (volatile struct rseq *)(thread_pointer + __rseq_offset);
     return (int32_t)area->cpu_id >= 0 ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+#if RCU_SHIM_HAVE_RSEQ
+/// See rcu_shim_standin_offset. cpu_id is RSEQ_CPU_ID_UNINITIALIZED.
+static __thread __attribute__((tls_model("initial-exec"), aligned(32)))
+struct { uint32_t cpu_id_start; uint32_t cpu_id; uint64_t rseq_cs; uint32_t flags; } rcu_shim_thread_standin = { 0, (uint32_t)-1, 0, 0 };
+#endif
+
+int64_t rcu_shim_standin_offset(void) {
+#if RCU_SHIM_HAVE_RSEQ
+    char *thread_pointer;
+    __asm__("movq %%fs:0, %0" : "=r"(thread_pointer));
+    return (int64_t)((char *)&rcu_shim_thread_standin - thread_pointer);
 #else
     return 0;
 #endif

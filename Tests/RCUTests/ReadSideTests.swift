@@ -5,6 +5,7 @@ import Glibc
 import Synchronization
 import RCUTestSupport
 import Testing
+import _RCUShims
 
 @Suite("Read side", .serialized, .timeLimit(.minutes(10)))
 struct ReadSideTests {
@@ -128,6 +129,47 @@ struct ReadSideTests {
         #expect(counts.rseq == 0)
         #expect(counts.atomic == UInt64(2 * perThread))
         #expect(domain._openSections() == 0)
+    }
+
+    // The inlined sequence runs in every mode; outside rseq+membarrier its
+    // bound is 0 and it arms a stand-in rseq area, so it must fail every
+    // time there and leave the counting to the mode's slow path.
+    @Test("every mode counts each section once, through the path it chose", arguments: TestMode.allCases)
+    func sectionsCountedByTheChosenPath(mode: TestMode) {
+        let domain = mode.makeDomain()
+        let perThread = 50_000
+        let threads = (0..<2).map { _ in
+            TestThread {
+                for _ in 0..<perThread / 2 {
+                    domain.read {}
+                    let token = domain.lock()
+                    domain.unlock(token)
+                }
+            }
+        }
+        for thread in threads { thread.join() }
+        domain.synchronize()
+        let counts = domain._lockCounts()
+        #expect(counts.rseq &+ counts.atomic == UInt64(2 * perThread))
+        #expect(domain._openSections() == 0)
+        let header = domain._state.pointee.header
+        if domain._inlineFastPath {
+            #expect(header.fast_bound == header.slot_count)
+            #expect(domain._fastOffset == Int64(domain._rseqOffset))
+            // Aborts are rare: almost every section committed inline.
+            #expect(counts.rseq > UInt64(perThread))
+        } else {
+            #expect(domain._fastOffset == rcu_shim_standin_offset())
+            // A nonzero bound would let the inlined sequence commit without
+            // this mode's fences: every attempt must fail.
+            #expect(header.fast_bound == 0)
+            if domain.mode.counters == .rseq {
+                // rseq+fence: the slow path's own attempts commit.
+                #expect(counts.rseq > UInt64(perThread))
+            } else {
+                #expect(counts.rseq == 0)
+            }
+        }
     }
 
     @Test("rseq sections restarted by membarrier IPIs lose and duplicate nothing", arguments: TestMode.allCases)

@@ -36,9 +36,12 @@ extern "C" {
 #define RCU_SHIM_LINE 128
 
 typedef struct rcu_shim_header {
-    /// Grace-period phase; the active index is `period & 1`. Written only by
-    /// the grace-period leader, read by every reader.
-    uint64_t period;        // @0
+    /// The readers' word: the address of `slots[0].lock[period & 1]`, the
+    /// active index's lock counter in slot 0 (a CPU's counter is this plus
+    /// 128 x cpu). Written only by the grace-period leader at the flip (F),
+    /// read by every reader. An address, not a bit, so the rseq commit is a
+    /// base+displacement add with no index register (docs/benchmarks.md).
+    uint64_t active;        // @0
     /// Number of slots (possible CPUs).
     uint32_t slot_count;    // @8
     /// Futex word: non-zero while a grace period sleeps waiting for readers.
@@ -50,8 +53,22 @@ typedef struct rcu_shim_header {
     /// RCU_FORCE_SEQCST): every ordering point of that mode is a seq_cst
     /// RMW of this word. Unused by the other modes.
     uint64_t sc_word;       // @24
-    char pad[RCU_SHIM_LINE - 32];
+    /// Flips so far (the active index is `period & 1`). The leader's count;
+    /// readers load `active` instead.
+    uint64_t period;        // @32
+    /// The bound the inlined fast path checks `cpu_id` against, as a memory
+    /// operand: the slot count in the rseq+membarrier mode, 0 in every other
+    /// mode (each attempt fails and the caller takes its slow path) and
+    /// when a test forces every rseq attempt to fail.
+    uint32_t fast_bound;    // @40
+    /// The bound of the slow path's rseq attempts (rseq+fence mode): the
+    /// slot count, or 0 when a test forces every rseq attempt to fail.
+    uint32_t rseq_bound;    // @44
+    char pad[RCU_SHIM_LINE - 48];
 } rcu_shim_header;
+
+#define RCU_SHIM_FAST_BOUND_AT "40"
+#define RCU_SHIM_RSEQ_BOUND_AT "44"
 
 typedef struct rcu_shim_slot {
     uint64_t lock[2];       // @0   rseq increments, committed by this CPU only
@@ -70,6 +87,9 @@ typedef struct rcu_shim_state {
 
 /// Allocates a zeroed counter block with `slot_count` slots; NULL on failure.
 rcu_shim_state *rcu_shim_state_create(uint32_t slot_count);
+/// Sets the header's `fast_bound` and `rseq_bound` (before the domain is
+/// shared).
+void rcu_shim_set_bounds(rcu_shim_state *state, uint32_t fast_bound, uint32_t rseq_bound);
 void rcu_shim_state_destroy(rcu_shim_state *state);
 
 /// Possible CPUs (from /sys/devices/system/cpu/possible), at least 1.
@@ -154,16 +174,40 @@ uint32_t rcu_shim_slot_hint(const rcu_shim_state *state) {
     return (uint32_t)((tp >> 32) % n);
 }
 
+/// The active index's slot-0 lock counter (see `header.active`), with
+/// acquire: a reader that sees a flipped period also sees every store the
+/// grace-period leader made before flipping (release in rcu_shim_flip).
 static inline __attribute__((always_inline))
-uint64_t rcu_shim_load_period(const rcu_shim_state *state) {
-    // Acquire: a reader that sees a flipped period also sees every store the
-    // grace-period leader made before flipping (release in rcu_shim_store_period).
-    return __atomic_load_n(&state->header.period, __ATOMIC_ACQUIRE);
+uintptr_t rcu_shim_load_active(const rcu_shim_state *state) {
+    return (uintptr_t)__atomic_load_n(&state->header.active, __ATOMIC_ACQUIRE);
 }
 
+/// The address of slot 0's lock counter for `index`: what `active` holds
+/// while `index` is the active index, and what a token carries.
 static inline __attribute__((always_inline))
-void rcu_shim_store_period(rcu_shim_state *state, uint64_t value) {
-    __atomic_store_n(&state->header.period, value, __ATOMIC_RELEASE);
+uintptr_t rcu_shim_counters_for(const rcu_shim_state *state, long index) {
+    return (uintptr_t)&state->slots[0].lock[index & 1];
+}
+
+/// The period index a counter address (from `active` or a token) stands for.
+static inline __attribute__((always_inline))
+long rcu_shim_index_of(const rcu_shim_state *state, uintptr_t counters) {
+    return (long)((counters - (uintptr_t)&state->slots[0].lock[0]) >> 3) & 1;
+}
+
+/// The leader's flip count (the active index is its low bit).
+static inline __attribute__((always_inline))
+uint64_t rcu_shim_load_period(const rcu_shim_state *state) {
+    return __atomic_load_n(&state->header.period, __ATOMIC_RELAXED);
+}
+
+/// (F): the flip. New readers count under the other index from the release
+/// store of `active` on. Called by the grace-period leader only.
+static inline __attribute__((always_inline))
+void rcu_shim_flip(rcu_shim_state *state) {
+    uint64_t period = state->header.period + 1;
+    __atomic_store_n(&state->header.period, period, __ATOMIC_RELAXED);
+    __atomic_store_n(&state->header.active, (uint64_t)rcu_shim_counters_for(state, (long)(period & 1)), __ATOMIC_RELEASE);
 }
 
 /// Atomic-path lock increment. Relaxed: the ordering comes from the caller
@@ -268,11 +312,12 @@ void rcu_shim_wait_for_readers(rcu_shim_state *state, int64_t timeout_ns);
 extern __thread __attribute__((tls_model("initial-exec"))) long rcu_shim_thread_read_depth;
 
 static inline __attribute__((always_inline))
-void rcu_shim_depth_enter(void) { rcu_shim_thread_read_depth += 1; }
-static inline __attribute__((always_inline))
-void rcu_shim_depth_exit(void) { rcu_shim_thread_read_depth -= 1; }
-static inline __attribute__((always_inline))
 long rcu_shim_depth(void) { return rcu_shim_thread_read_depth; }
+/// `read {}` saves the depth, stores it plus one and stores the saved value
+/// back: plain stores, with no read-modify-write chained from one section
+/// to the next (docs/benchmarks.md, "read {}'s depth").
+static inline __attribute__((always_inline))
+void rcu_shim_set_depth(long depth) { rcu_shim_thread_read_depth = depth; }
 
 /// Non-zero on a reclamation worker thread while it runs callbacks.
 extern __thread __attribute__((tls_model("initial-exec"))) int rcu_shim_thread_runs_callbacks;
@@ -312,106 +357,149 @@ void rcu_shim_cpu_relax(void) {
 
 // MARK: - rseq critical sections (x86_64 only)
 //
-// Each function arms glibc's per-thread rseq area with a descriptor placed in
-// the __rseq_cs section, then runs [1, 2): load cpu_id, bounds-check it, and
-// commit one `addq $1` to this CPU's slot. If the kernel preempts, migrates,
-// signals, or IPIs (membarrier RSEQ) the thread inside [1, 2), it resumes at
-// the abort handler (label 4, preceded by the RSEQ_SIG signature), which
-// reports failure; so does an out-of-range cpu_id (rseq unregistered: -1/-2).
-// Nothing was stored on failure, so the caller may retry or fall back.
-// The "memory" clobber makes each a compiler barrier: (B) after the lock
-// increment, paired with the updater's membarriers (A), (C) and (W); and (D)
-// before the unlock increment, which with x86-TSO makes that increment a
+// Each sequence arms the thread's rseq area with a descriptor placed in the
+// __rseq_cs section, then runs [1, 2): load cpu_id, bounds-check it against a
+// header field, form the counter's address in one register, and commit one
+// `addq $1` to it. If the kernel preempts, migrates, signals, or IPIs
+// (membarrier RSEQ) the thread inside [1, 2), it resumes at the abort handler
+// (label 4, preceded by the RSEQ_SIG signature), which jumps to the C label
+// `aborted`; so does an out-of-range cpu_id (rseq unregistered: -1/-2, or a
+// bound of 0). Nothing was stored on failure, so the caller may retry or fall
+// back. The "memory" clobber makes each a compiler barrier: (B) after the
+// lock increment, paired with the updater's membarriers (A), (C) and (W); and
+// (D) before the unlock increment, which with x86-TSO makes that increment a
 // release, paired with the scans' acquire loads. See docs/design.md.
-// Numeric local labels only: inlining may duplicate the asm.
+//
+// The commit is `addq $1, disp(%reg)`, base + displacement: each section's
+// commit reads the counter the previous section's commit wrote, and on the
+// cores measured an RMW addressed with an index register misses the fast
+// store-to-load forwarding that a base+displacement one gets (2.4 ns against
+// 0.4 ns a section in a C loop; docs/benchmarks.md).
+//
+// asm goto: the abort edge is a jump to C, so the success path has no test
+// of a returned flag. Numeric local labels only: inlining may duplicate the
+// asm.
 
 #if RCU_SHIM_HAVE_RSEQ
 #define RCU_SHIM_RSEQ_SIG 0x53053053
 
-/// Lock increment. Returns the period index used (0 or 1), or -1 on abort.
-/// `rseq_offset` is glibc's `__rseq_offset` and `bound` the number of slots
-/// (or 0 to make every attempt fail, a test hook); callers pass both from immutable fields so the
-/// compiler keeps them in registers across a loop of sections.
-/// The success path falls straight through; failures run in __rseq_failure.
-static inline __attribute__((always_inline))
-long rcu_shim_rseq_lock(rcu_shim_state *state, int64_t rseq_offset, uint32_t bound) {
-    long index;
-    uint64_t scratch;
-    __asm__ __volatile__(
-        ".pushsection __rseq_cs, \"aw\"\n\t"
-        ".balign 32\n\t"
-        "3:\n\t"
-        ".long 0x0, 0x0\n\t"                  // version, flags
-        ".quad 1f, (2f - 1f), 4f\n\t"         // start_ip, post_commit_offset, abort_ip
-        ".popsection\n\t"
-        "leaq 3b(%%rip), %[scratch]\n\t"
-        "movq %[scratch], %%fs:8(%[offset])\n\t"   // rseq->rseq_cs = &descriptor
-        "1:\n\t"
-        "movl %%fs:4(%[offset]), %k[scratch]\n\t" // cpu_id (-1/-2 when unregistered)
-        "cmpl %[bound], %k[scratch]\n\t"          // unsigned: negatives fail too
-        "jae 4f\n\t"
-        "movq (%[state]), %[index]\n\t"           // period, loaded inside the section
-        "andl $1, %k[index]\n\t"
-        "shlq $7, %[scratch]\n\t"
-        "addq %[state], %[scratch]\n\t"
-        "addq $1, 128(%[scratch], %[index], 8)\n\t" // commit: slots[cpu].lock[index]++
-        "2:\n\t"
-        ".pushsection __rseq_failure, \"ax\"\n\t"
-        ".byte 0x0f, 0xb9, 0x3d\n\t"              // ud1 <sig>(%%rip), %%edi: traps if ever executed
-        ".long 0x53053053\n\t"                    // RSEQ_SIG, checked by the kernel before abort_ip
-        "4:\n\t"
-        "movq $-1, %[index]\n\t"
-        "jmp 2b\n\t"
-        ".popsection\n\t"
-        : [index] "=&r"(index), [scratch] "=&r"(scratch)
-        : [state] "r"(state), [offset] "r"(rseq_offset), [bound] "r"(bound)
-        : "memory", "cc");
-    return index;
+// The success path's result is never 0 (a counter address): telling the
+// optimiser lets it drop the caller's test on that path.
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_assume)
+#define RCU_SHIM_ASSUME(condition) __builtin_assume(condition)
+#endif
+#endif
+#ifndef RCU_SHIM_ASSUME
+#define RCU_SHIM_ASSUME(condition) ((void)0)
+#endif
+
+#define RCU_SHIM_RSEQ_DESCRIPTOR                                              \
+    ".pushsection __rseq_cs, \"aw\"\n\t"                                      \
+    ".balign 32\n\t"                                                          \
+    "3:\n\t"                                                                  \
+    ".long 0x0, 0x0\n\t"                  /* version, flags */                \
+    ".quad 1f, (2f - 1f), 4f\n\t"         /* start_ip, post_commit_offset, abort_ip */ \
+    ".popsection\n\t"
+
+#define RCU_SHIM_RSEQ_ABORT_HANDLER                                           \
+    ".pushsection __rseq_failure, \"ax\"\n\t"                                 \
+    ".byte 0x0f, 0xb9, 0x3d\n\t"          /* ud1 <sig>(%%rip), %%edi: traps if ever executed */ \
+    ".long 0x53053053\n\t"                /* RSEQ_SIG, checked by the kernel before abort_ip */ \
+    "4:\n\t"                                                                  \
+    "jmp %l[aborted]\n\t"                                                     \
+    ".popsection\n\t"
+
+/// Lock increment on this CPU's counter of the active index. Returns the
+/// counter address for slot 0 (`header.active` as loaded inside the
+/// sequence: what the token carries), or 0 on abort. `bound_at` names the
+/// header field bounding cpu_id: RCU_SHIM_FAST_BOUND_AT for the inlined
+/// fast path, RCU_SHIM_RSEQ_BOUND_AT for the slow path's attempts.
+#define RCU_SHIM_DEFINE_RSEQ_LOCK(name, bound_at)                             \
+static inline __attribute__((always_inline))                                  \
+uintptr_t name(rcu_shim_state *state, int64_t rseq_offset) {                  \
+    uintptr_t counters;                                                       \
+    uint64_t cpu;                                                             \
+    __asm__ goto(                                                             \
+        RCU_SHIM_RSEQ_DESCRIPTOR                                              \
+        "leaq 3b(%%rip), %[cpu]\n\t"                                          \
+        "movq %[cpu], %%fs:8(%[offset])\n\t"  /* rseq->rseq_cs = &descriptor */ \
+        "1:\n\t"                                                              \
+        "movl %%fs:4(%[offset]), %k[cpu]\n\t" /* cpu_id (-1/-2 when unregistered) */ \
+        "cmpl " bound_at "(%[state]), %k[cpu]\n\t" /* unsigned: negatives fail too */ \
+        "jae 4f\n\t"                                                          \
+        "movq (%[state]), %[counters]\n\t"    /* active, loaded inside the sequence */ \
+        "shlq $7, %[cpu]\n\t"                                                 \
+        "addq %[counters], %[cpu]\n\t"                                        \
+        "addq $1, (%[cpu])\n\t"               /* commit: slots[cpu].lock[index]++ */ \
+        "2:\n\t"                                                              \
+        RCU_SHIM_RSEQ_ABORT_HANDLER                                           \
+        : [counters] "=&r"(counters), [cpu] "=&r"(cpu)                        \
+        : [state] "r"(state), [offset] "r"(rseq_offset)                       \
+        : "memory", "cc"                                                      \
+        : aborted);                                                           \
+    RCU_SHIM_ASSUME(counters != 0);                                           \
+    return counters;                                                          \
+aborted:                                                                      \
+    return 0;                                                                 \
 }
 
-/// Unlock increment for `index` on the current CPU. Returns 0, or -1 on abort.
-/// The commit is a plain store after a compiler barrier: on x86-TSO that is a
-/// release, so the section's accesses are ordered before it.
-static inline __attribute__((always_inline))
-int rcu_shim_rseq_unlock(rcu_shim_state *state, int64_t rseq_offset, uint32_t bound, long index) {
-    int result;
-    uint64_t scratch;
-    __asm__ __volatile__(
-        ".pushsection __rseq_cs, \"aw\"\n\t"
-        ".balign 32\n\t"
-        "3:\n\t"
-        ".long 0x0, 0x0\n\t"
-        ".quad 1f, (2f - 1f), 4f\n\t"
-        ".popsection\n\t"
-        "xorl %[result], %[result]\n\t"
-        "leaq 3b(%%rip), %[scratch]\n\t"
-        "movq %[scratch], %%fs:8(%[offset])\n\t"
-        "1:\n\t"
-        "movl %%fs:4(%[offset]), %k[scratch]\n\t"
-        "cmpl %[bound], %k[scratch]\n\t"
-        "jae 4f\n\t"
-        "shlq $7, %[scratch]\n\t"
-        "addq %[state], %[scratch]\n\t"
-        "addq $1, 144(%[scratch], %[index], 8)\n\t" // commit: slots[cpu].unlock[index]++
-        "2:\n\t"
-        ".pushsection __rseq_failure, \"ax\"\n\t"
-        ".byte 0x0f, 0xb9, 0x3d\n\t"
-        ".long 0x53053053\n\t"
-        "4:\n\t"
-        "movl $-1, %[result]\n\t"
-        "jmp 2b\n\t"
-        ".popsection\n\t"
-        : [result] "=&r"(result), [scratch] "=&r"(scratch)
-        : [state] "r"(state), [offset] "r"(rseq_offset), [bound] "r"(bound), [index] "r"(index & 1)
-        : "memory", "cc");
-    return result;
+/// Unlock increment on this CPU's counter for the token's `counters`
+/// (slot 0's lock counter of its index). Returns 0, or -1 on abort. The
+/// commit is a plain RMW after a compiler barrier: on x86-TSO its store is
+/// a release, so the section's accesses are ordered before it.
+#define RCU_SHIM_DEFINE_RSEQ_UNLOCK(name, bound_at)                           \
+static inline __attribute__((always_inline))                                  \
+int name(rcu_shim_state *state, int64_t rseq_offset, uintptr_t counters) {    \
+    uint64_t cpu;                                                             \
+    __asm__ goto(                                                             \
+        RCU_SHIM_RSEQ_DESCRIPTOR                                              \
+        "leaq 3b(%%rip), %[cpu]\n\t"                                          \
+        "movq %[cpu], %%fs:8(%[offset])\n\t"                                  \
+        "1:\n\t"                                                              \
+        "movl %%fs:4(%[offset]), %k[cpu]\n\t"                                 \
+        "cmpl " bound_at "(%[state]), %k[cpu]\n\t"                            \
+        "jae 4f\n\t"                                                          \
+        "shlq $7, %[cpu]\n\t"                                                 \
+        "addq %[counters], %[cpu]\n\t"                                        \
+        "addq $1, 16(%[cpu])\n\t"             /* commit: slots[cpu].unlock[index]++ */ \
+        "2:\n\t"                                                              \
+        RCU_SHIM_RSEQ_ABORT_HANDLER                                           \
+        : [cpu] "=&r"(cpu)                                                    \
+        : [state] "r"(state), [offset] "r"(rseq_offset), [counters] "r"(counters) \
+        : "memory", "cc"                                                      \
+        : aborted);                                                           \
+    return 0;                                                                 \
+aborted:                                                                      \
+    return -1;                                                                \
 }
+
+/// The inlined fast path: bounded by `fast_bound` (0 outside the
+/// rseq+membarrier mode, so every attempt fails there).
+RCU_SHIM_DEFINE_RSEQ_LOCK(rcu_shim_rseq_lock, RCU_SHIM_FAST_BOUND_AT)
+RCU_SHIM_DEFINE_RSEQ_UNLOCK(rcu_shim_rseq_unlock, RCU_SHIM_FAST_BOUND_AT)
+/// The slow path's attempts: bounded by `rseq_bound`.
+RCU_SHIM_DEFINE_RSEQ_LOCK(rcu_shim_rseq_lock_slow, RCU_SHIM_RSEQ_BOUND_AT)
+RCU_SHIM_DEFINE_RSEQ_UNLOCK(rcu_shim_rseq_unlock_slow, RCU_SHIM_RSEQ_BOUND_AT)
 #else
 static inline __attribute__((always_inline))
-long rcu_shim_rseq_lock(rcu_shim_state *state, int64_t rseq_offset, uint32_t bound) { (void)state; (void)rseq_offset; (void)bound; __asm__ __volatile__("" ::: "memory"); return -1; }
+uintptr_t rcu_shim_rseq_lock(rcu_shim_state *state, int64_t rseq_offset) { (void)state; (void)rseq_offset; __asm__ __volatile__("" ::: "memory"); return 0; }
 static inline __attribute__((always_inline))
-int rcu_shim_rseq_unlock(rcu_shim_state *state, int64_t rseq_offset, uint32_t bound, long index) { (void)state; (void)rseq_offset; (void)bound; (void)index; __asm__ __volatile__("" ::: "memory"); return -1; }
+int rcu_shim_rseq_unlock(rcu_shim_state *state, int64_t rseq_offset, uintptr_t counters) { (void)state; (void)rseq_offset; (void)counters; __asm__ __volatile__("" ::: "memory"); return -1; }
+static inline __attribute__((always_inline))
+uintptr_t rcu_shim_rseq_lock_slow(rcu_shim_state *state, int64_t rseq_offset) { (void)state; (void)rseq_offset; __asm__ __volatile__("" ::: "memory"); return 0; }
+static inline __attribute__((always_inline))
+int rcu_shim_rseq_unlock_slow(rcu_shim_state *state, int64_t rseq_offset, uintptr_t counters) { (void)state; (void)rseq_offset; (void)counters; __asm__ __volatile__("" ::: "memory"); return -1; }
 #endif
+
+/// The offset from the thread pointer of a per-thread stand-in for glibc's
+/// rseq area, which the inlined fast path arms in every mode but
+/// rseq+membarrier: its stores must land in memory of this thread's, and
+/// glibc's area may not exist (offset 0 would name the TCB itself). The
+/// fast path's bound is 0 in those modes, so it never commits; the
+/// stand-in's cpu_id is out of range as well. Initial-exec TLS, so the
+/// offset is the same on every thread. 0 where rseq is not compiled.
+int64_t rcu_shim_standin_offset(void);
 
 /// 1 when this build contains the rseq critical sections (x86_64 Linux).
 static inline int rcu_shim_rseq_compiled(void) { return RCU_SHIM_HAVE_RSEQ; }
