@@ -24,20 +24,26 @@ extension RCUDomain {
     /// - Complexity: O(1), lock-free: an internal read section, one atomic
     ///   increment on this CPU's shard, and a store. Every 256 calls per CPU,
     ///   a chunk is installed and the memory bound checked.
-    /// - Warning: When nearly ``pendingCallbacksCeiling`` items are pending
-    ///   and the calling thread is not inside a `read {}` section, the call
-    ///   waits for the worker to catch up. Inside `read {}` it never waits.
-    ///   Token and async sections are invisible to that check in release
-    ///   builds (debug builds see tokens): do not retire from them while a
-    ///   reader may be stalled, or the wait could be for yourself. For the
-    ///   same reason, do not retire while holding a lock that a reader takes
-    ///   inside its section, or that a callback or deinit run by the worker
-    ///   takes: the wait is for a grace period that may wait for that reader.
+    /// - Warning: When nearly ``pendingCallbacksCeiling`` items are pending,
+    ///   the call waits for the worker to catch up, but never for long
+    ///   without progress: if no grace period completes and the worker
+    ///   processes nothing for 1 s, it stops waiting, and until a grace
+    ///   period completes no retire waits (the pending count can then go past
+    ///   the ceiling). That is what keeps a retire inside a read section from
+    ///   waiting for itself forever: release builds cannot see the sections of
+    ///   the calling thread. Debug builds see `read {}` and token sections,
+    ///   and a retire inside one never waits. Retires from callbacks never
+    ///   wait. Do not retire while holding a lock that a reader takes inside
+    ///   its section, or that a callback or deinit run by the worker takes:
+    ///   such a wait stalls everyone using that lock for up to that second.
     @inlinable
     public func retire<Object: AnyObject>(_ object: consuming Object) {
-        // Inlined so the caller's optimiser can fold this retain into the
-        // reference the caller gives up.
-        _enqueueRetained(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque()))
+        // Inlined, and the parameter's lifetime ended right after the
+        // retain, before the call: the optimiser then cancels the pair, and
+        // the reference the caller gives up is the queue's, with no atomic.
+        let bits = UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())
+        _ = consume object
+        _enqueueRetained(bits)
     }
 
     /// Queues an item that carries a +1 reference (or a tagged callback box).
@@ -108,12 +114,14 @@ extension RCUDomain {
     public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
     /// The most callbacks and retired objects that can be pending at once
-    /// while every retiring thread is outside read sections:
+    /// while grace periods keep completing (none waits for a reader for a
+    /// second) and no callback retires:
     /// ``Configuration/maxPendingCallbacks``, or 1,024 × the possible CPUs
     /// when that is larger (smaller bounds act as that one).
     ///
-    /// Retires from inside `read {}` sections and from callbacks never wait,
-    /// so they can go past it (see ``retire(_:)``).
+    /// A retirer waits for memory at most a second without progress, and
+    /// retires from callbacks (and, in debug builds, from inside read
+    /// sections) never wait, so those can go past it (see ``retire(_:)``).
     ///
     /// - Complexity: O(1).
     public var pendingCallbacksCeiling: Int { _reclaimer.ceiling }
@@ -207,6 +215,12 @@ internal final class _Reclaimer: @unchecked Sendable {
     /// Items queued by callbacks (the worker thread), for barrier's chains.
     let chained = Atomic<Int>(0)
     let peakPending = Atomic<Int>(0)
+    /// 1 + the grace periods completed when a retirer last stopped waiting
+    /// for memory (see `applyBackpressure`); 0 before any did. While no grace
+    /// period completes after that, retirers do not wait at all.
+    let abandonedAt = Atomic<UInt64>(0)
+    /// Times a retirer stopped waiting for memory with the bound reached.
+    let boundOverruns = Atomic<UInt64>(0)
     /// Threads inside `enqueue`, `totalEnqueued` or `hasWork`, counted only
     /// by the canary domain, whose grace periods do not wait for them.
     let canaryWriters = Atomic<Int>(0)
@@ -427,10 +441,12 @@ internal final class _Reclaimer: @unchecked Sendable {
         }
     }
 
-    /// Whether the calling thread may wait for the worker: not inside a
-    /// `read {}` section, not on the worker (running callbacks), not in this
-    /// domain's stall handler (it holds the grace-period lock the worker
-    /// needs), and, in debug builds, not inside a token section.
+    /// Whether the calling thread may wait for the worker: not on the worker
+    /// (running callbacks), not in this domain's stall handler (it holds the
+    /// grace-period lock the worker needs), and, in debug builds, not inside
+    /// a `read {}` section of any domain or a token section of this one.
+    /// Release builds cannot see sections; there the wait itself is bounded
+    /// (applyBackpressure).
     private func mayWait(_ domain: RCUDomain) -> Bool {
         rcu_shim_depth() == 0 && rcu_shim_runs_callbacks() == 0
             && rcu_shim_in_stall_handler() != domain._id && !domain._debugSectionsOpen
@@ -465,14 +481,46 @@ internal final class _Reclaimer: @unchecked Sendable {
         let threshold = self.threshold
         var backlog = pending(domain)
         notePeak(backlog)
+        guard backlog >= threshold else { return }
+        // Bounded by progress (grace periods completing, the worker
+        // processing items): release builds cannot see a
+        // `read {}` section on this thread (debug builds can, and never get
+        // here from one), and a wait for memory inside a section of this
+        // domain would wait for itself. So the wait ends when neither has
+        // happened for `boundedWaitNanoseconds`; until a grace period
+        // completes, every retirer then goes past the bound without waiting
+        // (docs/design.md §9, "The memory bound").
+        var completed = domain._gpSequence.load(ordering: .relaxed) >> 1
+        if abandonedAt.load(ordering: .relaxed) == completed &+ 1 { return }
+        var done = processed.load(ordering: .relaxed)
+        var lastProgress = _monotonicNanoseconds()
         while backlog >= threshold {
             let seen = rcu_shim_word_load(progressWord)
             kick(domain)
             if pending(domain) < threshold { break }
             _ = rcu_shim_futex_wait(progressWord, seen, 10_000_000)
             backlog = pending(domain)
+            let now = _monotonicNanoseconds()
+            let latest = domain._gpSequence.load(ordering: .relaxed) >> 1
+            let latestDone = processed.load(ordering: .relaxed)
+            if latest != completed || latestDone != done {
+                completed = latest
+                done = latestDone
+                lastProgress = now
+            } else if now &- lastProgress >= Self.boundedWaitNanoseconds {
+                // +1 so that the initial 0 never matches.
+                abandonedAt.store(completed &+ 1, ordering: .relaxed)
+                boundOverruns.wrappingAdd(1, ordering: .relaxed)
+                return
+            }
         }
     }
+
+    /// How long a retirer waits for memory with no grace period completing
+    /// before it stops waiting: 1 s, far beyond a grace period of readers in
+    /// short sections, short enough that a retirer inside its own section
+    /// (invisible to release builds) pauses once, not forever.
+    static let boundedWaitNanoseconds: UInt64 = 1_000_000_000
 
     func notePeak(_ value: Int) {
         var peak = peakPending.load(ordering: .relaxed)
@@ -791,7 +839,13 @@ internal final class _Reclaimer: @unchecked Sendable {
             for chunk in chain.reversed() {
                 let claimed = min(chunk.claimed.load(ordering: .acquiring), _RetiredChunk.capacity)
                 for index in 0..<claimed {
-                    let bits = chunk.items[index].exchange(0, ordering: .acquiring)
+                    // A load and a store, not an exchange: after the grace
+                    // period this chunk is the worker's alone (every writer
+                    // that claimed a slot stored before leaving the read
+                    // section the grace period waited for; no writer can
+                    // reach a detached chunk any more).
+                    let bits = chunk.items[index].load(ordering: .acquiring)
+                    chunk.items[index].store(0, ordering: .relaxed)
                     // The writer stored before leaving its read section, and
                     // the grace period waited for that section (the canary
                     // waited for its writers above).
@@ -807,6 +861,12 @@ internal final class _Reclaimer: @unchecked Sendable {
                     Self.run(bits)
                 }
                 count += claimed
+                // Per chunk, not per batch: a waiting retirer's bound on its
+                // wait counts this as progress (see applyBackpressure).
+                if uncounted > 0 {
+                    processed.wrappingAdd(uncounted, ordering: .releasing)
+                    uncounted = 0
+                }
                 recycle(chunk)
             }
         }

@@ -219,6 +219,37 @@ struct LifecycleTests {
         #expect(count.deinits.load(ordering: .acquiring) == updates)
     }
 
+    // The read side issue: release builds keep no read {} depth, so a retire
+    // inside a section of its own domain cannot know it should not wait.
+    // Its wait is bounded by progress instead; an untracked token stands for
+    // a release build's invisible section (debug builds see read {} and
+    // tracked tokens and never wait there).
+    @Test("a retire inside a section the build cannot see stops waiting for itself")
+    func retireInsideInvisibleSection() {
+        let domain = domain(bound: 1)
+        let ceiling = domain.pendingCallbacksCeiling
+        let count = LiveCount()
+        let retired = 3 * ceiling
+        withWatchdog("\(retired) retires inside an untracked section at bound 1", seconds: 60) {
+            let token = domain._lockUntracked()
+            for _ in 0..<retired { domain.retireCounted(count) }
+            domain.unlock(token)
+            domain.barrier()
+        }
+        // It went past the ceiling (nothing could be reclaimed), waited once,
+        // then not again until a grace period completed.
+        #expect(count.peak.load(ordering: .relaxed) > ceiling)
+        #expect(domain._reclaimer.boundOverruns.load(ordering: .relaxed) == 1)
+        #expect(count.deinits.load(ordering: .acquiring) == retired)
+        #expect(count.early.load(ordering: .relaxed) == 0)
+        // Once grace periods complete again, the bound holds again.
+        let before = count.peak.load(ordering: .relaxed)
+        count.peak.store(0, ordering: .relaxed)
+        for _ in 0..<retired { domain.retireCounted(count) }
+        domain.barrier()
+        #expect(count.peak.load(ordering: .relaxed) <= ceiling, "peak \(count.peak.load(ordering: .relaxed)) after a peak of \(before)")
+    }
+
     // Item 5: stopWorker waited for "no worker" while a concurrent retire
     // started a new one that nothing asked to stop.
     @Test("stopWorker returns while another thread keeps retiring")
