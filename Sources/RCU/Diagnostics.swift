@@ -108,6 +108,11 @@ public struct RCUStatistics: Sendable, CustomStringConvertible {
     public var longestCurrentWait: Duration
     /// Stall reports made (see ``RCUStallReport``).
     public var stallReports: UInt64
+    /// Times a retire stopped waiting for memory at the bound because
+    /// nothing progressed for a stall timeout (see ``RCUDomain/retire(_:)``):
+    /// the pending count may then have gone past
+    /// ``RCUDomain/pendingCallbacksCeiling``.
+    public var memoryBoundOverruns: UInt64
 
     public var description: String {
         func text(_ duration: Duration) -> String {
@@ -123,6 +128,7 @@ public struct RCUStatistics: Sendable, CustomStringConvertible {
             + " \(synchronizeCalls) synchronize calls, \(synchronizeCallsSharingAGracePeriod) shared;"
             + " callbacks \(callbacksQueued) queued, \(callbacksRun) run, \(pendingCallbacks) pending (peak \(peakPendingCallbacks));"
             + " current wait \(text(longestCurrentWait)); \(stallReports) stall reports"
+            + (memoryBoundOverruns == 0 ? "" : "; \(memoryBoundOverruns) memory-bound overruns")
     }
 }
 
@@ -216,7 +222,8 @@ extension RCUDomain {
             pendingCallbacks: pendingCallbacks,
             peakPendingCallbacks: peakPendingCallbacks,
             longestCurrentWait: started == 0 || now < started ? .zero : .nanoseconds(Int64(now - started)),
-            stallReports: stats.stallReports)
+            stallReports: stats.stallReports,
+            memoryBoundOverruns: _reclaimer.boundOverruns.load(ordering: .relaxed))
     }
 
     /// Receives this domain's stall reports (see

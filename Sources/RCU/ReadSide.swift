@@ -84,16 +84,15 @@ extension RCUDomain {
     @inlinable @inline(__always)
     public func read<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure) -> Result {
         let token = lock()
-        #if DEBUG
-        // Debug builds keep the thread's read {} depth (retire's "never wait
-        // inside a section" rule, the fork check, stall reports), saved and
-        // restored with plain stores. Release builds keep nothing: it cost a
-        // quarter of a section around a call (docs/benchmarks.md), and
-        // retire's waits are bounded instead (docs/design.md §9).
+        // The thread's read {} depth: retire never waits for memory inside a
+        // section (it would wait for itself), fork() refuses to run inside
+        // one, and stall reports count waits made inside one. Saved and
+        // restored with plain stores, so no read-modify-write chains one
+        // section to the next; the optimiser drops both stores when the body
+        // cannot read the depth (no call). docs/benchmarks.md measures it.
         let depth = rcu_shim_depth()
         rcu_shim_set_depth(depth &+ 1)
         defer { rcu_shim_set_depth(depth) }
-        #endif
         do {
             let result = try body()
             unlock(token)

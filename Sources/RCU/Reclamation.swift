@@ -24,18 +24,19 @@ extension RCUDomain {
     /// - Complexity: O(1), lock-free: an internal read section, one atomic
     ///   increment on this CPU's shard, and a store. Every 256 calls per CPU,
     ///   a chunk is installed and the memory bound checked.
-    /// - Warning: When nearly ``pendingCallbacksCeiling`` items are pending,
-    ///   the call waits for the worker to catch up, but never for long
-    ///   without progress: if no grace period completes and the worker
-    ///   processes nothing for 1 s, it stops waiting, and until a grace
-    ///   period completes no retire waits (the pending count can then go past
-    ///   the ceiling). That is what keeps a retire inside a read section from
-    ///   waiting for itself forever: release builds cannot see the sections of
-    ///   the calling thread. Debug builds see `read {}` and token sections,
-    ///   and a retire inside one never waits. Retires from callbacks never
-    ///   wait. Do not retire while holding a lock that a reader takes inside
-    ///   its section, or that a callback or deinit run by the worker takes:
-    ///   such a wait stalls everyone using that lock for up to that second.
+    /// - Warning: When nearly ``pendingCallbacksCeiling`` items are pending
+    ///   and the calling thread is not inside a `read {}` section, the call
+    ///   waits for the worker to catch up. Inside `read {}` it never waits.
+    ///   Token and async sections are invisible to that check in release
+    ///   builds (debug builds see tokens), so the wait is also bounded: after
+    ///   one ``Configuration/stallTimeout`` (10 s when reports are off) in
+    ///   which no grace period completed and the worker processed nothing,
+    ///   it stops waiting, and no retire waits until a grace period
+    ///   completes; a retire inside such a section pauses that long instead
+    ///   of waiting for itself forever. Do not retire while holding a lock
+    ///   that a reader takes inside its section, or that a callback or deinit
+    ///   run by the worker takes: the wait is for a grace period that may wait
+    ///   for that reader.
     @inlinable
     public func retire<Object: AnyObject>(_ object: consuming Object) {
         // Inlined, and the parameter's lifetime ended right after the
@@ -114,14 +115,14 @@ extension RCUDomain {
     public var pendingCallbacks: Int { _reclaimer.pending(self) }
 
     /// The most callbacks and retired objects that can be pending at once
-    /// while grace periods keep completing (none waits for a reader for a
-    /// second) and no callback retires:
+    /// while every retiring thread is outside read sections and no grace
+    /// period stalls for a ``Configuration/stallTimeout``:
     /// ``Configuration/maxPendingCallbacks``, or 1,024 × the possible CPUs
     /// when that is larger (smaller bounds act as that one).
     ///
-    /// A retirer waits for memory at most a second without progress, and
-    /// retires from callbacks (and, in debug builds, from inside read
-    /// sections) never wait, so those can go past it (see ``retire(_:)``).
+    /// Retires from inside `read {}` sections and from callbacks never wait,
+    /// and a wait for memory ends after a stall timeout without progress, so
+    /// those can go past it (see ``retire(_:)``).
     ///
     /// - Complexity: O(1).
     public var pendingCallbacksCeiling: Int { _reclaimer.ceiling }
@@ -217,7 +218,8 @@ internal final class _Reclaimer: @unchecked Sendable {
     let peakPending = Atomic<Int>(0)
     /// 1 + the grace periods completed when a retirer last stopped waiting
     /// for memory (see `applyBackpressure`); 0 before any did. While no grace
-    /// period completes after that, retirers do not wait at all.
+    /// period completes after that, retirers do not wait at all. (A fork
+    /// child may inherit it; its first grace period clears it.)
     let abandonedAt = Atomic<UInt64>(0)
     /// Times a retirer stopped waiting for memory with the bound reached.
     let boundOverruns = Atomic<UInt64>(0)
@@ -441,12 +443,11 @@ internal final class _Reclaimer: @unchecked Sendable {
         }
     }
 
-    /// Whether the calling thread may wait for the worker: not on the worker
-    /// (running callbacks), not in this domain's stall handler (it holds the
-    /// grace-period lock the worker needs), and, in debug builds, not inside
-    /// a `read {}` section of any domain or a token section of this one.
-    /// Release builds cannot see sections; there the wait itself is bounded
-    /// (applyBackpressure).
+    /// Whether the calling thread may wait for the worker: not inside a
+    /// `read {}` section, not on the worker (running callbacks), not in this
+    /// domain's stall handler (it holds the grace-period lock the worker
+    /// needs), and, in debug builds, not inside a token section. Sections
+    /// this cannot see are why the wait itself is bounded (applyBackpressure).
     private func mayWait(_ domain: RCUDomain) -> Bool {
         rcu_shim_depth() == 0 && rcu_shim_runs_callbacks() == 0
             && rcu_shim_in_stall_handler() != domain._id && !domain._debugSectionsOpen
@@ -483,18 +484,20 @@ internal final class _Reclaimer: @unchecked Sendable {
         notePeak(backlog)
         guard backlog >= threshold else { return }
         // Bounded by progress (grace periods completing, the worker
-        // processing items): release builds cannot see a
-        // `read {}` section on this thread (debug builds can, and never get
-        // here from one), and a wait for memory inside a section of this
-        // domain would wait for itself. So the wait ends when neither has
-        // happened for `boundedWaitNanoseconds`; until a grace period
-        // completes, every retirer then goes past the bound without waiting
-        // (docs/design.md §9, "The memory bound").
+        // processing items). A writer inside a read section of this domain
+        // must not wait here at all, or it would wait for itself: `mayWait`
+        // keeps `read {}` sections (and, in debug builds, token sections)
+        // out, but token and async sections are invisible to release builds.
+        // So the wait ends when neither kind of progress has happened for
+        // one stall timeout (10 s when reports are off); until a grace
+        // period then completes, no writer waits (docs/design.md §9).
+        let limit = _Reclaimer.boundedWait(domain)
         var completed = domain._gpSequence.load(ordering: .relaxed) >> 1
-        if abandonedAt.load(ordering: .relaxed) == completed &+ 1 { return }
         var done = processed.load(ordering: .relaxed)
         var lastProgress = _monotonicNanoseconds()
         while backlog >= threshold {
+            // +1 so that the initial 0 never matches.
+            if abandonedAt.load(ordering: .relaxed) == completed &+ 1 { return }
             let seen = rcu_shim_word_load(progressWord)
             kick(domain)
             if pending(domain) < threshold { break }
@@ -507,8 +510,7 @@ internal final class _Reclaimer: @unchecked Sendable {
                 completed = latest
                 done = latestDone
                 lastProgress = now
-            } else if now &- lastProgress >= Self.boundedWaitNanoseconds {
-                // +1 so that the initial 0 never matches.
+            } else if now &- lastProgress >= limit {
                 abandonedAt.store(completed &+ 1, ordering: .relaxed)
                 boundOverruns.wrappingAdd(1, ordering: .relaxed)
                 return
@@ -516,11 +518,13 @@ internal final class _Reclaimer: @unchecked Sendable {
         }
     }
 
-    /// How long a retirer waits for memory with no grace period completing
-    /// before it stops waiting: 1 s, far beyond a grace period of readers in
-    /// short sections, short enough that a retirer inside its own section
-    /// (invisible to release builds) pauses once, not forever.
-    static let boundedWaitNanoseconds: UInt64 = 1_000_000_000
+    /// How long a writer waits for memory with no progress before it stops
+    /// waiting: the domain's stall timeout, or 10 s when stall reports are
+    /// off. A grace period that waits that long for a reader is a stall.
+    static func boundedWait(_ domain: RCUDomain) -> UInt64 {
+        let timeout = domain._stallTimeoutNanoseconds
+        return timeout == 0 ? 10_000_000_000 : timeout
+    }
 
     func notePeak(_ value: Int) {
         var peak = peakPending.load(ordering: .relaxed)

@@ -4,7 +4,7 @@
 //
 // Layout of a domain's counter block (one allocation, 128-byte aligned):
 //
-//   line 0          rcu_shim_header: period, slot count, glibc's rseq offset
+//   line 0          rcu_shim_header: active counter address, slot count, bounds, glibc's rseq offset
 //   line 1 + cpu    rcu_shim_slot:   per-CPU counters for both period indices
 //
 // Each slot keeps rseq counters (plain increments committed inside a
@@ -82,6 +82,18 @@ typedef struct rcu_shim_state {
     rcu_shim_header header;
     rcu_shim_slot slots[];
 } rcu_shim_state;
+
+// The asm below hard-codes this layout: the bounds' displacements, the slot
+// stride (shlq $7), the unlock counters 16 bytes after the lock counters, and
+// rcu_shim_index_of's >> 3.
+_Static_assert(offsetof(rcu_shim_header, active) == 0, "active at @0");
+_Static_assert(offsetof(rcu_shim_header, waiters) == 12, "waiters at @12");
+_Static_assert(offsetof(rcu_shim_header, fast_bound) == 40, "RCU_SHIM_FAST_BOUND_AT");
+_Static_assert(offsetof(rcu_shim_header, rseq_bound) == 44, "RCU_SHIM_RSEQ_BOUND_AT");
+_Static_assert(sizeof(rcu_shim_header) == RCU_SHIM_LINE, "header is one slot stride");
+_Static_assert(sizeof(rcu_shim_slot) == 128 && RCU_SHIM_LINE == 128, "slot stride is 1 << 7");
+_Static_assert(offsetof(rcu_shim_slot, unlock) - offsetof(rcu_shim_slot, lock) == 16, "unlock = lock + 16");
+_Static_assert(sizeof(uint64_t) == 8, "index x 8");
 
 // MARK: - Allocation and platform facts (rcu_shims.c)
 
@@ -195,10 +207,12 @@ long rcu_shim_index_of(const rcu_shim_state *state, uintptr_t counters) {
     return (long)((counters - (uintptr_t)&state->slots[0].lock[0]) >> 3) & 1;
 }
 
-/// The leader's flip count (the active index is its low bit).
+/// The leader's flip count (the active index is its low bit). Acquire:
+/// pairs with the release store in rcu_shim_flip, so a reader of the new
+/// count also reads the new `active`.
 static inline __attribute__((always_inline))
 uint64_t rcu_shim_load_period(const rcu_shim_state *state) {
-    return __atomic_load_n(&state->header.period, __ATOMIC_RELAXED);
+    return __atomic_load_n(&state->header.period, __ATOMIC_ACQUIRE);
 }
 
 /// (F): the flip. New readers count under the other index from the release
@@ -206,8 +220,10 @@ uint64_t rcu_shim_load_period(const rcu_shim_state *state) {
 static inline __attribute__((always_inline))
 void rcu_shim_flip(rcu_shim_state *state) {
     uint64_t period = state->header.period + 1;
-    __atomic_store_n(&state->header.period, period, __ATOMIC_RELAXED);
     __atomic_store_n(&state->header.active, (uint64_t)rcu_shim_counters_for(state, (long)(period & 1)), __ATOMIC_RELEASE);
+    // After `active`, with release: whoever sees the new count (tests
+    // waiting for a flip) also sees the new `active`.
+    __atomic_store_n(&state->header.period, period, __ATOMIC_RELEASE);
 }
 
 /// Atomic-path lock increment. Relaxed: the ordering comes from the caller
@@ -307,8 +323,8 @@ void rcu_shim_disarm_waiter(rcu_shim_state *state);
 void rcu_shim_wait_for_readers(rcu_shim_state *state, int64_t timeout_ns);
 
 /// Read sections opened with `read {}` on this thread, over all domains.
-/// Used only to decide whether a retire may wait for memory (it never waits
-/// inside a read section). Initial-exec TLS: one %fs-relative add.
+/// Retire never waits for memory while it is nonzero, fork() refuses to run,
+/// and stall reports count the waits made meanwhile. Initial-exec TLS.
 extern __thread __attribute__((tls_model("initial-exec"))) long rcu_shim_thread_read_depth;
 
 static inline __attribute__((always_inline))
