@@ -46,12 +46,11 @@ public struct RCUStallReport: Sendable, CustomStringConvertible {
     /// threads are running from inside a `read {}` section, of this or any
     /// other domain.
     ///
-    /// Debug builds only: release builds keep no per-thread record of
-    /// sections (it would cost every section), so there it is always 0, and
-    /// a `synchronize()` inside a section of its own domain waits for itself
-    /// forever. In debug builds such a call stops with a message, and a
-    /// nonzero value here is the likely cause of the stall. Token sections
-    /// (``RCUDomain/lock()``) are not counted.
+    /// Release builds do not track which domain a thread's sections belong
+    /// to, so they cannot stop a `synchronize()` inside a section of its own
+    /// domain; such a call waits for itself forever. A nonzero value here is
+    /// the likely cause of the stall. Token sections (``RCUDomain/lock()``)
+    /// are not counted.
     public let waitsInsideReadSections: Int
 
     public var description: String {
@@ -284,8 +283,7 @@ extension RCUDomain {
 
 extension RCUDomain {
     /// Runs the blocking wait `wait`, counted in `_waitsInsideReadSections`
-    /// while it runs if the calling thread is inside a `read {}` section
-    /// (debug builds; release builds keep no depth, so never count).
+    /// while it runs if the calling thread is inside a `read {}` section.
     /// One thread-local load when it is not.
     @inline(__always)
     internal func _noteReadDepth<Result>(_ wait: () -> Result) -> Result {

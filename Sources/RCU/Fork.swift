@@ -22,9 +22,8 @@ import _RCUShims
 // - parent: release them;
 // - child: release them (a default pthread mutex can be unlocked by the
 //   same thread under its new thread id), count every open section as ended
-//   (meant for other threads' sections: forking inside a read {} section
-//   stops with a message in debug builds; release builds cannot see it, see
-//   README "Limitations"), clear the futex words, drop every
+//   (only other threads' sections can be open: forking inside a read {}
+//   section stops with a message), clear the futex words, drop every
 //   callback and retired object queued before fork() (see below), drop
 //   async waiters (their executors' threads are gone), and let the worker
 //   start again on first use.
@@ -92,7 +91,6 @@ internal enum _ForkSupport {
         if rcu_shim_in_stall_handler() != 0 {
             fatalError("swift-rcu: fork() called from a stall handler, which runs inside a grace period and holds its domain's grace-period lock; the fork would wait for itself")
         }
-        // Debug builds only: release builds keep no read {} depth.
         if rcu_shim_depth() != 0 {
             fatalError("swift-rcu: fork() called inside an RCU read section: the child could not end it; fork outside read sections")
         }

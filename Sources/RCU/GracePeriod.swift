@@ -147,7 +147,11 @@ extension RCUDomain {
             let unlocks0 = rcu_shim_sum_unlocks(_state, 0)
             let unlocks1 = rcu_shim_sum_unlocks(_state, 1)
             _scanFence()  // (S) unlock sums before lock sums
-            if rcu_shim_sum_locks(_state, 0) == unlocks0 && rcu_shim_sum_locks(_state, 1) == unlocks1 {
+            let locks0 = rcu_shim_sum_locks(_state, 0)
+            let locks1 = rcu_shim_sum_locks(_state, 1)
+            if _slowPath(Int64(bitPattern: locks0 &- unlocks0) < 0) { _reportOverEndedSections(0, locks0, unlocks0) }
+            if _slowPath(Int64(bitPattern: locks1 &- unlocks1) < 0) { _reportOverEndedSections(1, locks1, unlocks1) }
+            if locks0 == unlocks0 && locks1 == unlocks1 {
                 return true
             }
             if attempt + 1 < attempts {
@@ -220,7 +224,19 @@ extension RCUDomain {
     private func _isDrained(_ index: Int) -> Bool {
         let unlocks = rcu_shim_sum_unlocks(_state, index)
         _scanFence()  // (S)
-        return rcu_shim_sum_locks(_state, index) == unlocks
+        let locks = rcu_shim_sum_locks(_state, index)
+        // Every unlock in the sum has its lock in the later lock sum, so
+        // more unlocks than locks means a section was ended twice: a fork
+        // child ending the section its forking thread had open (counted as
+        // ended at fork), or a token forged around the API. Counting on
+        // would let a new reader's lock balance the sums while it reads.
+        if _slowPath(Int64(bitPattern: locks &- unlocks) < 0) { _reportOverEndedSections(index, locks, unlocks) }
+        return locks == unlocks
+    }
+
+    @inline(never)
+    private func _reportOverEndedSections(_ index: Int, _ locks: UInt64, _ unlocks: UInt64) -> Never {
+        fatalError("swift-rcu: \(self) counted \(unlocks &- locks) more read-section ends than starts for index \(index): most likely fork() was called inside a read section (release builds cannot detect it; the child counted that section as ended, then ended it); fork outside read sections")
     }
 
     /// membarrier(2) in the membarrier modes, a seq_cst fence in the fence

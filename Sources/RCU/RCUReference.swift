@@ -93,18 +93,19 @@ public final class RCUReference<Object: AnyObject>: @unchecked Sendable {
         let expectedBits = expected.map { UInt(bitPattern: Unmanaged.passUnretained($0).toOpaque()) } ?? 0
         let desiredBits = Self._retainedBits(desired)
         // Inside a read section, so the object found on failure cannot be
-        // freed before it is retained.
-        return domain.read {
+        // freed before it is retained. The retire comes after the section:
+        // a retire inside it could wait for memory, and for that section.
+        let (exchanged, original, found) = domain.read { () -> (Bool, UInt, Object?) in
             let (exchanged, original) = _bits.compareExchange(
                 expected: expectedBits, desired: desiredBits, ordering: .acquiringAndReleasing)
-            let found = Self._unmanaged(original)?.takeUnretainedValue()
-            if exchanged {
-                _retire(original)
-            } else if let unused = Self._unmanaged(desiredBits) {
-                unused.release()
-            }
-            return (exchanged, found)
+            return (exchanged, original, Self._unmanaged(original)?.takeUnretainedValue())
         }
+        if exchanged {
+            _retire(original)
+        } else if let unused = Self._unmanaged(desiredBits) {
+            unused.release()
+        }
+        return (exchanged, found)
     }
 
     /// Publishes `object` and returns the replaced word (+1), for a caller

@@ -88,16 +88,19 @@ extension RCUDomain {
         // section (it would wait for itself), fork() refuses to run inside
         // one, and stall reports count waits made inside one. Saved and
         // restored with plain stores, so no read-modify-write chains one
-        // section to the next; the optimiser drops both stores when the body
-        // cannot read the depth (no call). docs/benchmarks.md measures it.
+        // section to the next, and both sit between the two asm blocks, so
+        // the optimiser drops them when the body cannot read the depth (a
+        // restore after unlock's compiler barrier would force the first
+        // store). docs/benchmarks.md, "read {}'s depth", measures the cost.
         let depth = rcu_shim_depth()
         rcu_shim_set_depth(depth &+ 1)
-        defer { rcu_shim_set_depth(depth) }
         do {
             let result = try body()
+            rcu_shim_set_depth(depth)
             unlock(token)
             return result
         } catch {
+            rcu_shim_set_depth(depth)
             unlock(token)
             throw error
         }

@@ -9,6 +9,7 @@ import Glibc
 import RCUTestSupport
 import Synchronization
 import Testing
+import _RCUShims
 
 private typealias ForkFunction = @convention(c) () -> pid_t
 private let systemFork: ForkFunction = unsafeBitCast(dlsym(nil, "fork"), to: ForkFunction.self)
@@ -307,6 +308,25 @@ struct LifecycleTests {
 
     // Item 8: a state carried no domain, so another domain's poll compared
     // it against its own sequence and could answer true too early.
+    // A fork child counts every section open at fork() as ended; if one was
+    // the forking thread's own (invisible to release builds when it is a
+    // token), ending it there over-ends its index, and a new reader's lock
+    // could balance the sums while it reads. The scans stop at the excess.
+    @Test("a section ended twice stops the next grace period with a message")
+    func overEndedSectionStops() async {
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let domain = RCUDomain()
+            let token = domain.lock()
+            // What fork's child repair does to an open section.
+            rcu_shim_forgive_sections(domain._state, rcu_shim_index_of(domain._state, token._counters), 1)
+            domain.unlock(token)
+            domain.synchronize()
+        }
+        let text = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(text.contains("more read-section ends than starts"))
+        #expect(text.contains("fork() was called inside a read section"))
+    }
+
     @Test("a foreign grace-period state stops poll with a message naming the domains")
     func foreignPollState() async {
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
