@@ -6,6 +6,7 @@
 // counts as caught, with the signal reported. The pointer workload recycles
 // its storage and never needs this.
 import Glibc
+import Synchronization
 
 /// Set in the child's environment so it runs the torture itself.
 let isolatedChildVariable = "RCU_STRESS_ISOLATED_CHILD"
@@ -105,4 +106,35 @@ func jsonNumber(_ text: String, _ key: String) -> Double? {
         return Double(String(decoding: digits, as: UTF8.self))
     }
     return nil
+}
+
+/// Drives the broken flavor's writer ops (list and hashmap) from the
+/// domain's own reclamation worker. The broken domain's grace periods do not wait, and the library's
+/// reclaimer relies on them internally too: a retire from another thread can
+/// race with the worker detaching that retire's half-filled slot, which stops
+/// the process ("reclamation slot empty after a grace period"). Retires that
+/// the worker queues from its own callbacks cannot race that way, so the
+/// canary frees early (what it must show) without tripping the reclaimer.
+final class WorkerDriver: Sendable {
+    let started = Atomic<Bool>(false)
+    let stop = Atomic<Bool>(false)
+    let done = Atomic<Bool>(false)
+
+    /// The updater thread's step while the worker runs the writer: the
+    /// first call runs `start` (which queues the worker's first step), and
+    /// every call idles for a millisecond.
+    func updaterStep(start: () -> Void) {
+        if !started.exchange(true, ordering: .relaxed) { start() }
+        sleepSeconds(0.001)
+    }
+}
+
+/// Polls `condition` until it holds or `seconds` pass.
+func waitWithBound(seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = nowNanoseconds() + UInt64(seconds * 1e9)
+    while !condition() {
+        if nowNanoseconds() > deadline { return false }
+        sleepSeconds(0.0002)
+    }
+    return true
 }

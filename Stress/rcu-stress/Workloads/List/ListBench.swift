@@ -190,10 +190,9 @@ enum AnyListBench {
 }
 
 func runListSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
-    let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
     var results: [BenchResult] = []
     for benchCase in ListBenchCase.allCases {
-        for threads in threadCounts {
+        for threads in options.threadCounts {
             // Fresh 1k-element lists per case and thread count, so every impl
             // starts from the same size and layout.
             let targets: [AnyListBench] = [

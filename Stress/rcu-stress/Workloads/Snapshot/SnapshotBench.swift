@@ -128,9 +128,8 @@ func runSnapshotSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
         .snapshot(SnapshotReader()), .reference(ReferenceReader()),
         .liburcu(LiburcuConfigReader()), .mutex(MutexConfigReader()),
     ]
-    let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
     var results: [BenchResult] = []
-    for threads in threadCounts {
+    for threads in options.threadCounts {
         let medians = interleavedMedians(names: readers.map(\.name), rounds: options.rounds,
                                          label: "snapshot read-field x\(threads)") {
             readers[$0].measure(threads: threads, seconds: slice).nanosecondsPerOperation

@@ -203,13 +203,12 @@ enum AnyBenchHashMap {
 }
 
 func runHashMapSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
-    let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
     var results: [BenchResult] = []
     for benchCase in HashMapCase.allCases where !(options.omitsLargePrefills && benchCase.prefill > 1 << 16) {
         // Fresh maps per case, prefilled once and shared by its rounds.
         let maps = AnyBenchHashMap.all()
         for map in maps { map.prefill(benchCase.prefill) }
-        for threads in threadCounts {
+        for threads in options.threadCounts {
             let medians = interleavedMedians(names: maps.map(\.name), rounds: options.rounds,
                                              label: "hashmap \(benchCase.rawValue) x\(threads)") {
                 maps[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
