@@ -93,7 +93,7 @@ func runMeasured(
         workerThreads.append(StressThreadBox(StressThread { body(index, stop, gate) }))
     }
     gate.openWhenAllArrived()
-    sleepSeconds(seconds)
+    Interrupt.sleep(seconds)  // a signal ends the interval (the sample is then dropped)
     stop.set()
     for thread in workerThreads { thread.join() }
     backgroundStop.set()
@@ -133,18 +133,23 @@ func median(_ values: [Double]) -> Double {
 }
 
 /// Measures each of `names` (by position) in `rounds` interleaved rounds,
-/// showing progress on a TTY; returns the median ns/op per position.
+/// showing the case, round and impl on a terminal; returns the median ns/op
+/// per position. A signal stops it: the measurement it cut short is
+/// dropped, and a position with no measurement gets NaN (runBench leaves
+/// those out).
 func interleavedMedians(names: [String], rounds: Int, label: String, _ measure: (Int) -> Double) -> [Double] {
     var samples = Array(repeating: [Double](), count: names.count)
-    for round in 0..<rounds {
+    var progress = ProgressLine()
+    rounds: for round in 0..<rounds {
         for position in names.indices {
-            if stderrIsTerminal {
-                writeStandardError("\r\u{1B}[K\(label) round \(round + 1)/\(rounds) \(names[position])")
-            }
-            samples[position].append(measure(position))
+            if Interrupt.isRequested { break rounds }
+            progress.show("\(label) round \(round + 1)/\(rounds) \(names[position])", force: true)
+            let sample = measure(position)
+            if Interrupt.isRequested { break rounds }
+            samples[position].append(sample)
         }
     }
-    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
+    progress.clear()
     return samples.map(median)
 }
 
@@ -168,6 +173,26 @@ enum Suite: String, CaseIterable {
     case hashmap
     case list
     case all
+
+    /// The contract's impl names of the suite (what --impls accepts);
+    /// `all`: every suite's. Each suite's runner filters its impls by these
+    /// names (BenchOptions.includes), and scripts/cli-check.sh checks that
+    /// every name selects exactly its impl.
+    var implNames: [String] {
+        switch self {
+        case .readSide, .synchronize, .retire:
+            return ["rcu", "rcu-atomic", "rcu-fence", "liburcu-memb", "pthread-rwlock", "mutex"]
+        case .snapshot: return ["RCUSnapshot", "RCUReference", "liburcu-memb", "Mutex"]
+        case .hashmap: return ["RCUHashMap", "cds_lfht", "Mutex<Dictionary>"]
+        case .list: return ["RCUList", "cds_list_rcu", "Mutex<Array>"]
+        case .all:
+            var names: [String] = []
+            for suite in Suite.allCases where suite != .all {
+                for name in suite.implNames where !names.contains(name) { names.append(name) }
+            }
+            return names
+        }
+    }
 }
 
 struct BenchOptions {
@@ -176,8 +201,7 @@ struct BenchOptions {
     var threads: Int? = nil
     var rounds: Int = 5
     var json = false
-    var svgPath: String? = nil
-    /// Only these impls (all when nil).
+    /// Only these impls (all when nil); each suite takes the names it has.
     var impls: [String]? = nil
     /// Skip the cases whose set-up dominates a short run (hashmap
     /// lookup-1m's 1M-key prefills); the quick tour sets it.
@@ -185,14 +209,20 @@ struct BenchOptions {
     /// The reader thread counts of the cases that take one: --threads, or
     /// 1 and the online CPUs.
     var threadCounts: [Int] { threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted() }
+
+    /// Whether --impls selects the impl named `name` (all do without it).
+    func includes(_ name: String) -> Bool { impls?.contains(name) ?? true }
 }
 
 func runBench(_ options: BenchOptions) -> [BenchResult] {
     let suites: [Suite] = options.suite == .all ? [.readSide, .synchronize, .retire, .snapshot, .hashmap, .list] : [options.suite]
     var results: [BenchResult] = []
     let slice = options.duration / Double(options.rounds)
-    let impls = AnyImpl.readSideSet().filter { options.impls?.contains($0.name) ?? true }
+    let impls = AnyImpl.readSideSet().filter { options.includes($0.name) }
     for suite in suites {
+        // A suite none of whose impls --impls names is left out; a signal
+        // stops the run with what was measured.
+        if !suite.implNames.contains(where: options.includes) || Interrupt.isRequested { continue }
         switch suite {
         case .readSide: results += runReadSideSuite(impls, options, slice: slice)
         case .synchronize: results += runSynchronizeSuite(impls, options, slice: slice)
@@ -203,15 +233,16 @@ func runBench(_ options: BenchOptions) -> [BenchResult] {
         case .all: break
         }
     }
-    return results
+    return results.filter { !$0.nanosecondsPerOperation.isNaN }
 }
 
-func benchJSON(_ results: [BenchResult], suite: Suite) -> String {
+func benchJSON(_ results: [BenchResult], suite: Suite, interrupted: Bool = false) -> String {
     JSON.object([
         ("tool", .string("rcu-stress")),
         ("suite", .string(suite.rawValue)),
         ("machine", Machine.current.json),
         ("results", .array(results.map { $0.json(includeSuite: suite == .all) })),
+        ("interrupted", .bool(interrupted)),
     ]).render()
 }
 

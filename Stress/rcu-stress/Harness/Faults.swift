@@ -30,15 +30,3 @@ nonisolated(unsafe) var signalReadHook: (() -> Void)? = nil
 let signalHandler: @convention(c) (Int32) -> Void = { _ in
     signalReadHook?()
 }
-
-/// Set by SIGINT: runs stop early, join, and print what they have.
-let interruptRequested = Atomic<Bool>(false)
-
-let interruptHandler: @convention(c) (Int32) -> Void = { _ in
-    interruptRequested.store(true, ordering: .relaxed)
-}
-
-func installInterruptHandler() {
-    _ = stress_install_handler(SIGINT, interruptHandler)
-}
-

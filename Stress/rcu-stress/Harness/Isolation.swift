@@ -5,15 +5,27 @@
 // JSON is the result when it finishes, and a child killed by a signal
 // counts as caught, with the signal reported. The pointer workload recycles
 // its storage and never needs this.
+//
+// The child's result travels on a descriptor of its own (never 0, 1 or 2,
+// named in its environment), so a parent whose standard output is closed or
+// full still gets it; the child's own standard output and error go to
+// /dev/null. A signal that interrupts the parent is forwarded to the child
+// (which stops and reports "interrupted": true), and a child interrupted on
+// its own interrupts the parent too (Interrupt.adopt).
 import Glibc
 import Synchronization
 
-/// Set in the child's environment so it runs the torture itself.
+/// Set in the child's environment to the descriptor its result goes to.
 let isolatedChildVariable = "RCU_STRESS_ISOLATED_CHILD"
+
+/// In an isolated child, the descriptor its result goes to; nil elsewhere.
+let isolatedChildDescriptor: Int32? = getenv(isolatedChildVariable)
+    .flatMap { Int32(String(cString: $0)) }
+    .flatMap { $0 > 2 ? $0 : nil }
 
 func needsIsolation(_ options: TortureOptions) -> Bool {
     options.flavor == .broken && (options.workload == .hashmap || options.workload == .list)
-        && getenv(isolatedChildVariable) == nil
+        && isolatedChildDescriptor == nil
 }
 
 func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
@@ -26,15 +38,27 @@ func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
 
     var result = TortureResult(options: options)
     let start = nowNanoseconds()
-    let (status, output) = spawnSelf(arguments, environment: "\(isolatedChildVariable)=1")
+    let child = spawnSelf(arguments)
     result.seconds = Double(nowNanoseconds() - start) / 1e9
+    result.mode = Domains.impl(for: options.flavor)?.domain.mode.description
+    let output = child.output
     // The child announces each detector when it first fires ("fired NAME",
     // Detectors.swift), so they are known even when it died afterwards.
     result.fired = output.split(separator: "\n").compactMap { line in
         line.hasPrefix("fired ") ? String(line.dropFirst(6)) : nil
     }
-    let signal = status & 0x7F
-    if signal != 0 {
+    let signal = child.status & 0x7F
+    let exitCode = (child.status >> 8) & 0xFF
+    // Interrupted: by a signal forwarded from here, or one of its own (it
+    // then exits 128 + n, or dies of it before its handler is installed).
+    let interruption: Int32? = child.forwarded
+        ?? (signal == SIGINT || signal == SIGTERM ? signal : nil)
+        ?? (signal == 0 && (exitCode == 128 + SIGINT || exitCode == 128 + SIGTERM) ? exitCode - 128 : nil)
+    if let interruption {
+        result.interrupted = true
+        Interrupt.adopt(interruption)
+    }
+    if signal != 0 && interruption == nil {
         // Killed by a signal: the broken grace period let a reader use freed
         // memory (or the reclaimer found a slot a grace period should have
         // waited for). The canary counts as caught only if its detector
@@ -51,26 +75,30 @@ func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
         if let value = jsonInteger(output, key) { result.details.append((key, value)) }
     }
     if let seconds = jsonNumber(output, "duration_s") { result.seconds = seconds }
-    result.mode = Domains.impl(for: options.flavor)?.domain.mode.description
+    if output.contains("\"interrupted\":true") { result.interrupted = true }
     return result
 }
 
-/// Runs this executable with `arguments`, stdout to a pipe and stderr to
-/// /dev/null; returns the wait status and the output.
-private func spawnSelf(_ arguments: [String], environment extra: String) -> (Int32, String) {
-    var pipeEnds: [Int32] = [0, 0]
-    guard pipe(&pipeEnds) == 0 else { fatalError("rcu-stress: pipe failed (errno \(errno))") }
+/// Runs this executable with `arguments` and its result descriptor; returns
+/// the wait status, what the child wrote there, and the signal forwarded to
+/// it, if any.
+private func spawnSelf(_ arguments: [String]) -> (status: Int32, output: String, forwarded: Int32?) {
+    guard let (readEnd, writeEnd) = closeOnExecPipe() else { fatalError("rcu-stress: pipe failed (errno \(errno))") }
+    // The child's copy of the write end gets a number of its own above 2;
+    // dup2 clears close-on-exec there. (Were it the write end's own number,
+    // dup2 would do nothing and leave close-on-exec set, hence the choice.)
+    let childDescriptor: Int32 = writeEnd == 3 ? 4 : 3
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
-    posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+    posix_spawn_file_actions_adddup2(&actions, writeEnd, childDescriptor)
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
     let executable = "/proc/self/exe"
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-    var environment: [UnsafeMutablePointer<CChar>?] = [strdup(extra)]
+    var environment: [UnsafeMutablePointer<CChar>?] = [strdup("\(isolatedChildVariable)=\(childDescriptor)")]
     var entry = environ
     while let variable = entry.pointee {
-        environment.append(strdup(variable))
+        if !String(cString: variable).hasPrefix(isolatedChildVariable + "=") { environment.append(strdup(variable)) }
         entry += 1
     }
     environment.append(nil)
@@ -78,18 +106,32 @@ private func spawnSelf(_ arguments: [String], environment extra: String) -> (Int
     let spawned = posix_spawn(&child, executable, &actions, nil, argv, environment)
     posix_spawn_file_actions_destroy(&actions)
     for pointer in argv + environment { free(pointer) }
-    close(pipeEnds[1])
+    close(writeEnd)
     guard spawned == 0 else { fatalError("rcu-stress: cannot spawn itself (error \(spawned))") }
+
     var bytes: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
+    var forwarded: Int32? = nil
+    var killAt = UInt64.max
     while true {
-        let count = buffer.withUnsafeMutableBytes { read(pipeEnds[0], $0.baseAddress, $0.count) }
+        if forwarded == nil, let signal = Interrupt.signalNumber {
+            // Stop the child as this process stops; it reports what it has.
+            kill(child, signal)
+            forwarded = signal
+            killAt = nowNanoseconds() + 5_000_000_000
+        }
+        if nowNanoseconds() > killAt {
+            kill(child, SIGKILL)  // it did not stop within 5 s of the signal
+            killAt = .max
+        }
+        guard Interrupt.wait(for: readEnd, milliseconds: 100, wakesOnSignal: forwarded == nil) else { continue }
+        let count = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
         if count > 0 { bytes += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
     }
-    close(pipeEnds[0])
+    close(readEnd)
     var status: Int32 = 0
     while waitpid(child, &status, 0) < 0 && errno == EINTR {}
-    return (status, String(decoding: bytes, as: UTF8.self))
+    return (status, String(decoding: bytes, as: UTF8.self), forwarded)
 }
 
 /// The integer after `"key":` in a flat JSON object.

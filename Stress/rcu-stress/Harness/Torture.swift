@@ -9,20 +9,16 @@ import Synchronization
 
 enum Workload: String, CaseIterable {
     case pointer, snapshot, hashmap, list
-    /// The workloads built so far; the others are reserved by the contract.
-    static let available: [Workload] = [.pointer, .snapshot, .hashmap, .list]
 }
 
 enum GracePeriodMode: String, CaseIterable {
     case sync, async, poll, retire, mixed
-    static let available: [GracePeriodMode] = allCases
     /// The modes `mixed` picks from.
     static let concrete: [GracePeriodMode] = [.sync, .async, .poll, .retire]
 }
 
 enum Fault: String, CaseIterable {
     case migrate, signals, churn, oversubscribe, fork
-    static let available: [Fault] = [.migrate, .signals, .churn, .oversubscribe, .fork]
 }
 
 struct TortureOptions {
@@ -46,8 +42,8 @@ struct TortureOptions {
     }
     /// Stop at the first violation (the tour's canary run).
     var stopOnViolation = false
-    /// Print the live progress line (TTY only).
-    var showsProgress = true
+    /// The live progress line's label (TTY only; default `[flavor]`).
+    var progressLabel: String? = nil
     /// A targeted fault that breaks the workload on purpose (Detectors.swift).
     var sabotage: Sabotage? = nil
 
@@ -195,11 +191,61 @@ final class TortureCounters: Sendable {
 
 // MARK: - One run
 
+/// Each reader's running count of reads, published after every batch with a
+/// relaxed store into a slot of its own (128 bytes apart, on 128-byte
+/// boundaries: no shared cache line, no read-modify-write), so the live line
+/// shows reads as they happen without slowing the readers. The run's total
+/// is the slots' sum plus `TortureCounters.reads` (short-lived threads).
+final class ReaderProgress: @unchecked Sendable {
+    // @unchecked Sendable: each slot is written by one reader thread and read
+    // by the monitor, both through its atomic; the storage is freed in
+    // deinit, after every reader has been joined.
+    private static let stride = 128
+    private let storage: UnsafeMutableRawPointer
+    let readers: Int
+
+    init(readers: Int) {
+        self.readers = readers
+        storage = .allocate(byteCount: readers * Self.stride, alignment: Self.stride)
+        for index in 0..<readers {
+            (storage + index * Self.stride).bindMemory(to: Atomic<Int>.self, capacity: 1).initialize(to: Atomic(0))
+        }
+    }
+
+    deinit {
+        for index in 0..<readers { slotPointer(index).deinitialize(count: 1) }
+        storage.deallocate()
+    }
+
+    private func slotPointer(_ index: Int) -> UnsafeMutablePointer<Atomic<Int>> {
+        (storage + index * Self.stride).assumingMemoryBound(to: Atomic<Int>.self)
+    }
+
+    /// Reader `index`'s slot.
+    func slot(_ index: Int) -> ReadCount { ReadCount(slot: UnsafePointer(slotPointer(index)), owner: self) }
+
+    /// Reads published so far by every reader.
+    var total: Int { (0..<readers).reduce(0) { $0 + slotPointer($1).pointee.load(ordering: .relaxed) } }
+}
+
+/// One reader's slot of ReaderProgress: `publish` its count after a batch.
+struct ReadCount: @unchecked Sendable {
+    // @unchecked Sendable: the slot is only touched through its atomic, and
+    // `owner` keeps its storage alive.
+    let slot: UnsafePointer<Atomic<Int>>
+    let owner: ReaderProgress
+
+    @inline(__always)
+    func publish(_ reads: Int) { slot.pointee.store(reads, ordering: .relaxed) }
+}
+
 /// What a torture run needs from a workload; the threads, faults and
 /// accounting around it are shared.
 protocol TortureWorkload: Sendable {
     var counters: TortureCounters { get }
-    func readerLoop(_ stop: StopFlag)
+    /// A reader thread's loop until `stop` (or a signal); publishes its
+    /// running count of reads in `reads` after every batch.
+    func readerLoop(_ stop: StopFlag, _ reads: ReadCount)
     func readBurst(_ count: Int)
     func signalRead()
     func updateOnce()

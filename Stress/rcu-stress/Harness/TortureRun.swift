@@ -47,13 +47,15 @@ struct TortureRun: ImplVisitor {
             _ = stress_install_handler(SIGUSR1, signalHandler)
         }
 
+        let progress = ReaderProgress(readers: options.readerCount)
         let rssAtStart = residentKilobytes()
         let start = nowNanoseconds()
-        for _ in 0..<options.readerCount {
+        for index in 0..<options.readerCount {
+            let published = progress.slot(index)
             threads.append(StressThreadBox(StressThread {
                 impl.threadBegin()
                 registry.add()
-                workload.readerLoop(stop)
+                workload.readerLoop(stop, published)
                 registry.remove()
                 impl.threadEnd()
             }))
@@ -62,7 +64,7 @@ struct TortureRun: ImplVisitor {
         for _ in 0..<options.updaters {
             updaterThreads.append(StressThreadBox(StressThread {
                 impl.threadBegin()
-                while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+                while !stop.isSet && !Interrupt.isRequested {
                     workload.updateOnce()
                 }
                 impl.threadEnd()
@@ -135,7 +137,7 @@ struct TortureRun: ImplVisitor {
             }))
         }
 
-        monitor(options: options, counters: counters, start: start)
+        monitor(options: options, counters: counters, progress: progress, start: start)
         stop.set()
         for thread in faultThreads { thread.join() }
         for thread in updaterThreads { thread.join() }
@@ -150,14 +152,14 @@ struct TortureRun: ImplVisitor {
 
         var result = TortureResult(options: options)
         result.seconds = Double(end - start) / 1e9
-        result.reads = counters.reads.load(ordering: .relaxed)
+        result.reads = counters.reads.load(ordering: .relaxed) + progress.total
         result.signalReads = counters.signalReads.load(ordering: .relaxed)
         result.updates = counters.updates.load(ordering: .relaxed)
         result.gracePeriods = counters.gracePeriods.load(ordering: .relaxed)
         result.violations = counters.violations.load(ordering: .relaxed)
         result.leaked = leaked
         result.ageHistogram = counters.histogram.withLock { $0 }
-        result.interrupted = interruptRequested.load(ordering: .relaxed)
+        result.interrupted = Interrupt.isRequested
         result.details += [("rss_start_kb", rssAtStart), ("rss_end_kb", residentKilobytes()),
                            ("rss_peak_kb", peakResidentKilobytes())]
         if faults.contains(.fork) {
@@ -167,24 +169,22 @@ struct TortureRun: ImplVisitor {
         return result
     }
 
-    /// Waits for the run's end, printing a live line on a TTY.
-    private func monitor(options: TortureOptions, counters: TortureCounters, start: UInt64) {
-        let live = stderrIsTerminal && options.showsProgress && options.duration > 2
-        var lastPrint = 0.0
+    /// Waits for the run's end, showing the live counts on a terminal.
+    private func monitor(options: TortureOptions, counters: TortureCounters, progress: ReaderProgress, start: UInt64) {
+        var line = ProgressLine()
+        let label = options.progressLabel ?? "[\(options.flavor.rawValue)]"
         while true {
             let elapsed = Double(nowNanoseconds() - start) / 1e9
-            if elapsed >= options.duration || interruptRequested.load(ordering: .relaxed) { break }
+            if elapsed >= options.duration || Interrupt.isRequested { break }
             if options.stopOnViolation && counters.violations.load(ordering: .relaxed) > 0 { break }
-            if live && elapsed - lastPrint >= 0.5 {
-                lastPrint = elapsed
-                writeStandardError("\r\u{1B}[K[\(options.flavor.rawValue)] \(fixed(elapsed, 1))s"
-                    + " reads \(counters.reads.load(ordering: .relaxed))"
-                    + " updates \(counters.updates.load(ordering: .relaxed))"
-                    + " violations \(counters.violations.load(ordering: .relaxed))")
-            }
-            sleepSeconds(0.02)
+            line.show("\(label) \(fixed(elapsed, 1))s"
+                + " reads \(counters.reads.load(ordering: .relaxed) + progress.total)"
+                + " updates \(counters.updates.load(ordering: .relaxed))"
+                + " grace periods \(counters.gracePeriods.load(ordering: .relaxed))"
+                + " violations \(counters.violations.load(ordering: .relaxed))")
+            Interrupt.sleep(min(0.02, options.duration - elapsed))
         }
-        if live { writeStandardError("\r\u{1B}[K") }
+        line.clear()
     }
 }
 

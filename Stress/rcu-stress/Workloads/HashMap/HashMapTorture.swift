@@ -100,15 +100,15 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
 
     private func reads(_ count: Int, _ random: inout StressRandom) {
         for _ in 0..<count where !readOne(&random) { counters.violations.add(1, ordering: .relaxed) }
-        counters.reads.add(count, ordering: .relaxed)
     }
 
-    func readerLoop(_ stop: StopFlag) {
+    func readerLoop(_ stop: StopFlag, _ published: ReadCount) {
         var random = StressRandom()
         var rounds = 0
-        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+        while !stop.isSet && !Interrupt.isRequested {
             reads(256, &random)
             rounds += 1
+            published.publish(rounds * 256)
             if rounds % 64 == 0 {
                 let bad = traverse()
                 if bad > 0 { counters.violations.add(bad, ordering: .relaxed) }
@@ -119,6 +119,7 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
     func readBurst(_ count: Int) {
         var random = StressRandom()
         reads(count, &random)
+        counters.reads.add(count, ordering: .relaxed)
     }
 
     func signalRead() {

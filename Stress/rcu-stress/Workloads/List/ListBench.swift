@@ -199,7 +199,7 @@ func runListSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
                 .rcuList(RCUListBench(count: 1000)),
                 .cdsList(CdsListBench(count: 1000)),
                 .mutexArray(MutexArrayBench(count: 1000)),
-            ].filter { options.impls?.contains($0.name) ?? true }
+            ].filter { options.includes($0.name) }
             let medians = interleavedMedians(names: targets.map(\.name), rounds: options.rounds,
                                              label: "list \(benchCase.rawValue) x\(threads)") {
                 targets[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation

@@ -133,13 +133,13 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     }
 
     @inline(never)
-    func readerLoop(_ stop: StopFlag) {
+    func readerLoop(_ stop: StopFlag, _ published: ReadCount) {
         var reads = 0
-        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+        while !stop.isSet && !Interrupt.isRequested {
             for _ in 0..<16 { readOnce(dwell: dwell) }
             reads += 16
+            published.publish(reads)
         }
-        counters.reads.add(reads, ordering: .relaxed)
     }
 
     func readBurst(_ count: Int) {
@@ -164,6 +164,8 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         if let sabotage { sabotageStep(sabotage) }
         writerOp()
         counters.updates.add(1, ordering: .relaxed)
+        // Kept current for the live line (the hashmap's writer does the same).
+        counters.gracePeriods.store(list.gracePeriods - startGracePeriods, ordering: .relaxed)
     }
 
     /// One step of a sabotage: undo the previous one, then break the next

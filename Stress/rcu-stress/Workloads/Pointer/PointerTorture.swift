@@ -95,16 +95,16 @@ struct PointerTorture<I: ReadSideImpl>: Sendable {
     }
 
     @inline(never)
-    func readerLoop(_ stop: StopFlag) {
+    func readerLoop(_ stop: StopFlag, _ published: ReadCount) {
         var histogram = Array(repeating: 0, count: ageBuckets)
         var reads = 0
-        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+        while !stop.isSet && !Interrupt.isRequested {
             for _ in 0..<64 {
                 histogram[readOnce(dwell: dwell)] += 1
             }
             reads += 64
+            published.publish(reads)
         }
-        counters.reads.add(reads, ordering: .relaxed)
         counters.merge(histogram)
     }
 
@@ -185,7 +185,7 @@ struct PointerWorkload<I: ReadSideImpl>: TortureWorkload {
     let torture: PointerTorture<I>
     let mode: GracePeriodMode
     var counters: TortureCounters { torture.counters }
-    func readerLoop(_ stop: StopFlag) { torture.readerLoop(stop) }
+    func readerLoop(_ stop: StopFlag, _ reads: ReadCount) { torture.readerLoop(stop, reads) }
     func readBurst(_ count: Int) { torture.readBurst(count) }
     func signalRead() {
         _ = torture.readOnce(dwell: 0)

@@ -127,7 +127,7 @@ func runSnapshotSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
     let readers: [AnyConfigReader] = [
         .snapshot(SnapshotReader()), .reference(ReferenceReader()),
         .liburcu(LiburcuConfigReader()), .mutex(MutexConfigReader()),
-    ]
+    ].filter { options.includes($0.name) }
     var results: [BenchResult] = []
     for threads in options.threadCounts {
         let medians = interleavedMedians(names: readers.map(\.name), rounds: options.rounds,

@@ -115,15 +115,15 @@ struct SnapshotTorture<Cell: SnapshotCell>: Sendable {
     let counters: TortureCounters
 
     @inline(never)
-    func readerLoop(_ stop: StopFlag) {
+    func readerLoop(_ stop: StopFlag, _ published: ReadCount) {
         var reads = 0
-        var bad = 0
-        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+        while !stop.isSet && !Interrupt.isRequested {
+            var bad = 0
             for _ in 0..<64 where !cell.read({ $0.isConsistent() }) { bad += 1 }
+            if bad > 0 { counters.violations.add(bad, ordering: .relaxed) }
             reads += 64
+            published.publish(reads)
         }
-        counters.reads.add(reads, ordering: .relaxed)
-        counters.violations.add(bad, ordering: .relaxed)
     }
 
     func readBurst(_ count: Int) {
@@ -146,7 +146,7 @@ struct SnapshotWorkloadRun<Cell: SnapshotCell>: TortureWorkload {
     let torture: SnapshotTorture<Cell>
     let pool: LeasePool
     var counters: TortureCounters { torture.counters }
-    func readerLoop(_ stop: StopFlag) { torture.readerLoop(stop) }
+    func readerLoop(_ stop: StopFlag, _ reads: ReadCount) { torture.readerLoop(stop, reads) }
     func readBurst(_ count: Int) { torture.readBurst(count) }
     func signalRead() {
         torture.readBurst(1)
