@@ -386,7 +386,7 @@ if command -v script >/dev/null; then
         "$bin" torture --duration 1.5
     check_progress "torture --workload list" '\[rcu\] [0-9.]*s reads [1-9][0-9]* updates [1-9][0-9]* grace periods [1-9]' \
         "$bin" torture --workload list --duration 1.5
-    check_progress "bench" 'synchronize idle round 2/2 rcu' \
+    check_progress "bench" 'synchronize idle x1 round 2/2 rcu' \
         "$bin" bench --suite synchronize --impls rcu,mutex --duration 0.2 --rounds 2
     check_progress "storm" 'storm [0-9.]*s deinitialised [0-9]* outstanding' "$bin" storm --duration 1.5 --stall 0.5
     check_progress "oracle hashmap" 'oracle hashmap: [1-9][0-9]* of 2000000 operations' \

@@ -153,16 +153,27 @@ func interleavedMedians(names: [String], rounds: Int, label: String, _ measure: 
     return samples.map(median)
 }
 
-/// Runs `measure` for every impl in `rounds` interleaved rounds; returns the
-/// median ns/op per impl.
-func interleaved(
-    _ impls: [AnyImpl], rounds: Int, progress: String,
-    _ measure: (AnyImpl) -> Sample
-) -> [(AnyImpl, Double)] {
-    let medians = interleavedMedians(names: impls.map(\.name), rounds: rounds, label: progress) {
-        measure(impls[$0]).nanosecondsPerOperation
+/// One case at one thread count: measures each of `names` in interleaved
+/// rounds (interleavedMedians) and returns the suite's rows for it.
+func interleavedResults(
+    _ suite: Suite, _ benchCase: String, threads: Int, names: [String], rounds: Int, label: String,
+    _ measure: (Int) -> Double
+) -> [BenchResult] {
+    let medians = interleavedMedians(names: names, rounds: rounds, label: label, measure)
+    return zip(names, medians).map { name, ns in
+        BenchResult(suite: suite.rawValue, benchCase: benchCase, impl: name, threads: threads, nanosecondsPerOperation: ns)
     }
-    return Array(zip(impls, medians))
+}
+
+/// The same for the read-side impls, each measured by `measurement`
+/// specialised for its concrete type.
+func interleavedResults<V: ImplVisitor>(
+    _ suite: Suite, _ benchCase: String, threads: Int, impls: [AnyImpl], rounds: Int, _ measurement: V
+) -> [BenchResult] where V.Output == Sample {
+    interleavedResults(suite, benchCase, threads: threads, names: impls.map(\.name), rounds: rounds,
+                       label: "\(suite.rawValue) \(benchCase) x\(threads)") {
+        impls[$0].visit(measurement).nanosecondsPerOperation
+    }
 }
 
 enum Suite: String, CaseIterable {

@@ -58,6 +58,8 @@ func runIsolatedTorture(_ options: TortureOptions) -> TortureResult {
         result.interrupted = true
         Interrupt.adopt(interruption)
     }
+    // A signal that came after the child had finished still stops this run.
+    if Interrupt.isRequested { result.interrupted = true }
     if signal != 0 && interruption == nil {
         // Killed by a signal: the broken grace period let a reader use freed
         // memory (or the reclaimer found a slot a grace period should have
@@ -168,6 +170,30 @@ final class WorkerDriver: Sendable {
     func updaterStep(start: () -> Void) {
         if !started.exchange(true, ordering: .relaxed) { start() }
         sleepSeconds(0.001)
+    }
+
+    /// At the top of each worker step: whether the run is over; the step
+    /// then empties the container (`drain`, without waiting) and is done.
+    func stopsHere(drain: () -> Void) -> Bool {
+        guard stop.load(ordering: .acquiring) else { return false }
+        drain()
+        done.store(true, ordering: .releasing)
+        return true
+    }
+
+    /// The end of the run: stops the worker's chain of steps (its last one
+    /// drains), or drains here if it never started; then waits, with no
+    /// barrier (that would queue from this thread), until the worker has
+    /// freed what the drain retired. Returns the leases still live.
+    func finish(drain: () -> Void, pool: LeasePool) -> Int {
+        stop.store(true, ordering: .releasing)
+        if started.load(ordering: .relaxed) {
+            _ = waitWithBound(seconds: 30) { done.load(ordering: .acquiring) }
+        } else {
+            drain()
+        }
+        _ = waitWithBound(seconds: 30) { pool.live == 0 }
+        return pool.live
     }
 }
 

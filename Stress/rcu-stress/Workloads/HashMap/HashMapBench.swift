@@ -218,13 +218,9 @@ func runHashMapSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
         }
         progress.clear()
         for threads in options.threadCounts {
-            let medians = interleavedMedians(names: maps.map(\.name), rounds: options.rounds,
-                                             label: "hashmap \(benchCase.rawValue) x\(threads)") {
+            results += interleavedResults(.hashmap, benchCase.rawValue, threads: threads, names: maps.map(\.name),
+                                          rounds: options.rounds, label: "hashmap \(benchCase.rawValue) x\(threads)") {
                 maps[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
-            }
-            for (map, ns) in zip(maps, medians) {
-                results.append(BenchResult(suite: Suite.hashmap.rawValue, benchCase: benchCase.rawValue,
-                                           impl: map.name, threads: threads, nanosecondsPerOperation: ns))
             }
         }
     }

@@ -142,11 +142,7 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
     /// A batch of writer operations on the broken domain's worker, which then
     /// queues the next batch; at the end it empties the map.
     func workerStep(_ driver: WorkerDriver) {
-        if driver.stop.load(ordering: .acquiring) {
-            map.drainWithoutWaiting()
-            driver.done.store(true, ordering: .releasing)
-            return
-        }
+        if driver.stopsHere(drain: { map.drainWithoutWaiting() }) { return }
         // A pause before each batch: the nodes the worker has just freed
         // stay intact (poisoned leases, valid links) until the batch's
         // allocations reuse them, so readers on them count poison instead
@@ -219,16 +215,7 @@ struct HashMapWorkload<Map: TortureHashMap>: TortureWorkload {
 
     func finish() -> Int {
         if let driver = workerDriver {
-            driver.stop.store(true, ordering: .releasing)
-            if driver.started.load(ordering: .relaxed) {
-                _ = waitWithBound(seconds: 30) { driver.done.load(ordering: .acquiring) }
-            } else {
-                map.drainWithoutWaiting()
-            }
-            // No barrier (it would queue from this thread, see WorkerDriver):
-            // wait for the worker to free what the drain retired.
-            _ = waitWithBound(seconds: 30) { map.pool.live == 0 }
-            return map.pool.live
+            return driver.finish(drain: { map.drainWithoutWaiting() }, pool: map.pool)
         }
         undoSabotage()
         let expected = hashStableKeys + hashCounters.inserted.load(ordering: .relaxed)

@@ -200,13 +200,9 @@ func runListSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
                 .cdsList(CdsListBench(count: 1000)),
                 .mutexArray(MutexArrayBench(count: 1000)),
             ].filter { options.includes($0.name) }
-            let medians = interleavedMedians(names: targets.map(\.name), rounds: options.rounds,
-                                             label: "list \(benchCase.rawValue) x\(threads)") {
+            results += interleavedResults(.list, benchCase.rawValue, threads: threads, names: targets.map(\.name),
+                                          rounds: options.rounds, label: "list \(benchCase.rawValue) x\(threads)") {
                 targets[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
-            }
-            for (target, ns) in zip(targets, medians) {
-                results.append(BenchResult(suite: Suite.list.rawValue, benchCase: benchCase.rawValue,
-                                           impl: target.name, threads: threads, nanosecondsPerOperation: ns))
             }
         }
     }

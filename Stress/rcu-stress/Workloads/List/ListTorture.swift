@@ -238,12 +238,7 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     /// A batch of writer ops on the reclamation worker, which then queues the
     /// next batch; at the end it empties the list.
     func workerStep(_ driver: WorkerDriver) {
-        if driver.stop.load(ordering: .acquiring) {
-            dropHandles()
-            _ = list.drainWithoutWaiting()
-            driver.done.store(true, ordering: .releasing)
-            return
-        }
+        if driver.stopsHere(drain: drainWithoutWaiting) { return }
         for _ in 0..<16 { writerOp() }
         counters.updates.add(16, ordering: .relaxed)
         list.deferred { [self] in workerStep(driver) }
@@ -253,20 +248,14 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         book.withLock { $0.entries = [] }
     }
 
+    /// Empties the list without waiting (the broken flavor's end).
+    func drainWithoutWaiting() {
+        dropHandles()
+        _ = list.drainWithoutWaiting()
+    }
+
     func finish() -> Int {
-        if let driver = workerDriver {
-            driver.stop.store(true, ordering: .releasing)
-            if driver.started.load(ordering: .relaxed) {
-                _ = waitWithBound(seconds: 30) { driver.done.load(ordering: .acquiring) }
-            } else {
-                dropHandles()
-                _ = list.drainWithoutWaiting()
-            }
-            // No barrier (it would queue from this thread, see WorkerDriver):
-            // wait for the worker to free what the drain retired.
-            _ = waitWithBound(seconds: 30) { pool.live == 0 }
-            return pool.live
-        }
+        if let driver = workerDriver { return driver.finish(drain: drainWithoutWaiting, pool: pool) }
         book.withLock { undoSabotage(&$0) }
         dropHandles()
         let leakedNodes = list.drain()

@@ -235,47 +235,27 @@ struct RetireMeasurement: ImplVisitor {
 // MARK: - The suites
 
 func runReadSideSuite(_ impls: [AnyImpl], _ options: BenchOptions, slice: Double) -> [BenchResult] {
-    var results: [BenchResult] = []
     let published = Published(value: 8)
-    for benchCase in ReadCase.allCases {
-        for threads in options.threadCounts {
-            let measurement = ReadSideMeasurement(
-                benchCase: benchCase, threads: threads, seconds: slice, published: published)
-            let label = "read-side \(benchCase.rawValue) x\(threads)"
-            for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
-                results.append(BenchResult(suite: Suite.readSide.rawValue, benchCase: benchCase.rawValue,
-                                           impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
-            }
+    return ReadCase.allCases.flatMap { benchCase in
+        options.threadCounts.flatMap { threads in
+            interleavedResults(.readSide, benchCase.rawValue, threads: threads, impls: impls, rounds: options.rounds,
+                               ReadSideMeasurement(benchCase: benchCase, threads: threads, seconds: slice, published: published))
         }
     }
-    return results
 }
 
 func runSynchronizeSuite(_ impls: [AnyImpl], _ options: BenchOptions, slice: Double) -> [BenchResult] {
-    var results: [BenchResult] = []
-    for benchCase in SynchronizeCase.allCases {
-        let measurement = SynchronizeMeasurement(benchCase: benchCase, seconds: slice)
-        let threads = benchCase == .concurrent2 ? 2 : 1
-        let label = "synchronize \(benchCase.rawValue)"
-        for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
-            results.append(BenchResult(suite: Suite.synchronize.rawValue, benchCase: benchCase.rawValue,
-                                       impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
-        }
+    SynchronizeCase.allCases.flatMap { benchCase in
+        interleavedResults(.synchronize, benchCase.rawValue, threads: benchCase == .concurrent2 ? 2 : 1, impls: impls,
+                           rounds: options.rounds, SynchronizeMeasurement(benchCase: benchCase, seconds: slice))
     }
-    return results
 }
 
 func runRetireSuite(_ impls: [AnyImpl], _ options: BenchOptions, slice: Double) -> [BenchResult] {
-    var results: [BenchResult] = []
-    for benchCase in RetireCase.allCases {
-        for threads in options.threadCounts {
-            let measurement = RetireMeasurement(benchCase: benchCase, threads: threads, seconds: slice)
-            let label = "retire \(benchCase.rawValue) x\(threads)"
-            for (impl, ns) in interleaved(impls, rounds: options.rounds, progress: label, { $0.visit(measurement) }) {
-                results.append(BenchResult(suite: Suite.retire.rawValue, benchCase: benchCase.rawValue,
-                                           impl: impl.name, threads: threads, nanosecondsPerOperation: ns))
-            }
+    RetireCase.allCases.flatMap { benchCase in
+        options.threadCounts.flatMap { threads in
+            interleavedResults(.retire, benchCase.rawValue, threads: threads, impls: impls, rounds: options.rounds,
+                               RetireMeasurement(benchCase: benchCase, threads: threads, seconds: slice))
         }
     }
-    return results
 }

@@ -128,16 +128,10 @@ func runSnapshotSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
         .snapshot(SnapshotReader()), .reference(ReferenceReader()),
         .liburcu(LiburcuConfigReader()), .mutex(MutexConfigReader()),
     ].filter { options.includes($0.name) }
-    var results: [BenchResult] = []
-    for threads in options.threadCounts {
-        let medians = interleavedMedians(names: readers.map(\.name), rounds: options.rounds,
-                                         label: "snapshot read-field x\(threads)") {
+    return options.threadCounts.flatMap { threads in
+        interleavedResults(.snapshot, "read-field", threads: threads, names: readers.map(\.name), rounds: options.rounds,
+                           label: "snapshot read-field x\(threads)") {
             readers[$0].measure(threads: threads, seconds: slice).nanosecondsPerOperation
         }
-        for (reader, ns) in zip(readers, medians) {
-            results.append(BenchResult(suite: Suite.snapshot.rawValue, benchCase: "read-field",
-                                       impl: reader.name, threads: threads, nanosecondsPerOperation: ns))
-        }
     }
-    return results
 }
