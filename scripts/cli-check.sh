@@ -317,10 +317,15 @@ check_interrupt() {
     setsid "$bin" "$@" >"$out" 2>/dev/null &
     pid=$!
     sleep "$after"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        set +e; wait "$pid"; status=$?; set -e
+        fail "'$*' ended (exit $status) before the SIG$signal it was to get after ${after} s: $(head -c 300 "$out")"
+        return
+    fi
     case "$target" in
-        group) kill -s "$signal" -- "-$pid" ;;
-        process) kill -s "$signal" "$pid" ;;
-        child) child="$(pgrep -P "$pid" | head -1)"; kill -s "$signal" "${child:-$pid}" ;;
+        group) kill -s "$signal" -- "-$pid" 2>/dev/null || true ;;
+        process) kill -s "$signal" "$pid" 2>/dev/null || true ;;
+        child) child="$(pgrep -P "$pid" | head -1 || true)"; kill -s "$signal" "${child:-$pid}" 2>/dev/null || true ;;
     esac
     while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
     kill -KILL "$pid" 2>/dev/null || true
@@ -347,8 +352,10 @@ check_interrupt INT group 3 'interrupted: partial results'
 check_interrupt TERM process 3 'interrupted: partial results' --quick
 # The isolated child (broken flavor on a container): a signal to the parent
 # is forwarded, and a signal to the child alone interrupts the parent too.
+# (The list, not the hashmap: the hashmap canary's child may die of its
+# early frees, and so end, before the signal.)
 check_interrupt TERM process 1.5 '"interrupted":true' torture --workload list --flavor broken --duration 60 --json
-check_interrupt INT group 1.5 '"interrupted":true' torture --workload hashmap --flavor broken --duration 60 --json
+check_interrupt INT group 1.5 '"interrupted":true' torture --workload list --flavor broken --duration 60 --json
 check_interrupt TERM child 1.5 '"interrupted":true' torture --workload list --flavor broken --duration 60 --json
 
 # stall: at an exact multiple of the timeout the last report races the
