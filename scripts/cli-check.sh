@@ -78,10 +78,12 @@ if [ "${1:-}" = worker-start ]; then
 fi
 
 expect_usage_error() {
-    local out="$work/usage.out" err="$work/usage.err" status
+    local out="$work/usage.out" err="$work/usage.err" status word missing=""
     set +e; timeout 60 "$bin" "$@" >"$out" 2>"$err"; status=$?; set -e
-    if [ "$status" -ne 64 ] || [ -s "$out" ] || [ "$(wc -l <"$err")" -ne 1 ] || ! grep -q '^rcu-stress: ' "$err"; then
-        fail "rcu-stress $* -> exit $status, stdout $(wc -c <"$out") bytes, stderr: $(cat "$err")"
+    # NAMING="words": the line must also name each (the bad value, the accepted ones).
+    for word in ${NAMING:-}; do grep -qF -- "$word" "$err" || missing+=" $word"; done
+    if [ "$status" -ne 64 ] || [ -s "$out" ] || [ "$(wc -l <"$err")" -ne 1 ] || ! grep -q '^rcu-stress: ' "$err" || [ -n "$missing" ]; then
+        fail "rcu-stress $* -> exit $status, stdout $(wc -c <"$out") bytes, stderr: $(cat "$err")${missing:+ (does not name:$missing)}"
     else
         pass "rcu-stress $* -> $(cat "$err")"
     fi
@@ -129,6 +131,14 @@ expect_usage_error bench --suite snapshot --impls mutex
 expect_usage_error bench --svg ''
 expect_usage_error storm --stall 0
 expect_usage_error stall --timeout nan
+NAMING="nope rcu-seqcst broken" expect_usage_error torture --flavor nope
+NAMING="rcu-seqcst broken" expect_usage_error torture --flavor
+NAMING="--flavor --sabotage --stop-on-violation" expect_usage_error torture --flavour rcu
+NAMING="bogus churn fork" expect_usage_error torture --faults migrate,bogus
+NAMING="everything read-side all" expect_usage_error bench --suite everything
+NAMING="rcu cds_lfht Mutex<Dictionary>" expect_usage_error bench --suite hashmap --impls rcu
+NAMING="x integer" expect_usage_error bench --rounds x
+NAMING="frobnicate torture --quick" expect_usage_error frobnicate
 
 # Help: stdout, exit 0, nothing on stderr; every enumerated option lists its
 # accepted values (torture --help: every flavor).
@@ -325,7 +335,10 @@ check_interrupt() {
     case "$target" in
         group) kill -s "$signal" -- "-$pid" 2>/dev/null || true ;;
         process) kill -s "$signal" "$pid" 2>/dev/null || true ;;
-        child) child="$(pgrep -P "$pid" | head -1 || true)"; kill -s "$signal" "${child:-$pid}" 2>/dev/null || true ;;
+        child)  # the isolated child: a child process of one of the run's threads
+            child="$(cat /proc/"$pid"/task/*/children 2>/dev/null | tr ' ' '\n' | grep -m1 . || true)"
+            if [ -z "$child" ]; then fail "'$*': no child process to signal"; kill -KILL "$pid"; wait "$pid" || true; return; fi
+            kill -s "$signal" "$child" 2>/dev/null || true ;;
     esac
     while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
     kill -KILL "$pid" 2>/dev/null || true

@@ -84,7 +84,9 @@ func usageError(_ message: String) -> Never {
 
 /// ArgumentParser's message folded into one line: a bulleted list of
 /// accepted values becomes a comma list, other lines are joined with "; ",
-/// and an unknown option or argument gets the accepted ones appended.
+/// and where the message does not name the accepted values or options
+/// (an unknown option or argument, a missing value, a value of the wrong
+/// type) they are appended, from the command's own help.
 func oneLineMessage(_ message: String, arguments: [String]) -> String {
     var parts: [String] = []
     var bullets: [String] = []
@@ -94,33 +96,55 @@ func oneLineMessage(_ message: String, arguments: [String]) -> String {
     var text = parts.joined(separator: "; ")
     if !bullets.isEmpty { text += " " + bullets.joined(separator: ", ") }
     let command = RCUStress.commands.first { $0._commandName == arguments.first }
-    if text.hasPrefix("The value '") && !text.contains("Please provide") {
-        // A value of the wrong type (an enumeration lists its own values).
-        if text.contains("<n>'") { text += "; accepted: an integer" }
-        if text.contains("<seconds>'") { text += "; accepted: seconds, a number > 0 and <= 86400" }
-    } else if text.hasPrefix("Unknown option") {
-        text += "; accepted: " + optionNames(of: command ?? TourCommand.self).joined(separator: ", ")
+    let entries = helpEntries(of: command ?? TourCommand.self)
+    if text.hasPrefix("Unknown option") {
+        text += "; accepted: " + entries.flatMap(\.names).filter { $0.hasPrefix("--") }.joined(separator: ", ")
     } else if text.hasPrefix("Unexpected argument") && command == nil {
         text += "; accepted: " + (RCUStress.commands.map { $0._commandName } + ["help", "--quick"]).joined(separator: ", ")
             + " (or no argument for the tour)"
+    } else if (text.hasPrefix("Missing value for '") || text.hasPrefix("The value '")) && !text.contains("Please provide"),
+              let option = text.split(separator: "'").first(where: { $0.hasPrefix("--") })?.split(separator: " ").first,
+              let entry = entries.first(where: { $0.names.contains(String(option)) }) {
+        text += "; accepted: " + entry.accepted
     }
     return text
 }
 
-/// The long option names a command's help lists (its OPTIONS entries).
-private func optionNames(of command: any StressCommand.Type) -> [String] {
-    var names: [String] = []
-    for line in command.helpMessage(columns: 200).split(separator: "\n") {
-        let entry = line.trimmingSpaces
-        guard entry.hasPrefix("-") else { continue }
-        // The names column ends at the first run of two spaces.
-        for word in entry.split(separator: " ", omittingEmptySubsequences: false) {
-            if word.isEmpty { break }
-            let name = word.hasSuffix(",") ? word.dropLast() : word[...]
-            if name.hasPrefix("--") && !names.contains(String(name)) { names.append(String(name)) }
+/// One OPTIONS entry of a command's help: its names, its value's name, and
+/// its text.
+private struct HelpEntry {
+    let names: [String]
+    let valueName: String?
+    let text: String
+
+    /// What the option accepts, in words: the listed values of an
+    /// enumeration, else what its value's name stands for.
+    var accepted: String {
+        if let start = text.firstRange(of: "(values: ") {
+            return String(text[start.upperBound...].prefix { $0 != ";" && $0 != ")" })
+        }
+        switch valueName {
+        case "n": return "an integer"
+        case "seconds": return "seconds, a number > 0 and <= 86400"
+        case "list": return "a comma list"
+        case "file": return "a file path"
+        default: return valueName.map { "a \($0)" } ?? "no value"
         }
     }
-    return names
+}
+
+/// The OPTIONS entries of a command's help (one line each at this width).
+private func helpEntries(of command: any StressCommand.Type) -> [HelpEntry] {
+    command.helpMessage(columns: 10_000).split(separator: "\n").compactMap { line in
+        let entry = line.trimmingSpaces
+        guard entry.hasPrefix("-") else { return nil }
+        // The names column ends at the first run of two spaces.
+        let words = entry.split(separator: " ", omittingEmptySubsequences: false)
+        let column = words.prefix { !$0.isEmpty }
+        let names = column.filter { $0.hasPrefix("-") }.map { String($0.hasSuffix(",") ? $0.dropLast() : $0) }
+        let valueName = column.first { $0.hasPrefix("<") }.map { String($0.dropFirst().dropLast()) }
+        return HelpEntry(names: names, valueName: valueName, text: words.dropFirst(column.count).joined(separator: " "))
+    }
 }
 
 extension Substring {
