@@ -9,9 +9,11 @@
 // The child's result travels on a descriptor of its own (never 0, 1 or 2,
 // named in its environment), so a parent whose standard output is closed or
 // full still gets it; the child's own standard output and error go to
-// /dev/null. A signal that interrupts the parent is forwarded to the child
-// (which stops and reports "interrupted": true), and a child interrupted on
-// its own interrupts the parent too (Interrupt.adopt).
+// /dev/null. The parent reads until the child has exited (a fork of the
+// child's may hold the descriptor past that). A signal that interrupts the
+// parent is forwarded to the child (which stops and reports "interrupted":
+// true), and a child interrupted on its own interrupts the parent too
+// (Interrupt.adopt).
 import Glibc
 import Synchronization
 
@@ -115,24 +117,33 @@ private func spawnSelf(_ arguments: [String]) -> (status: Int32, output: String,
     var buffer = [UInt8](repeating: 0, count: 4096)
     var forwarded: Int32? = nil
     var killAt = UInt64.max
+    var status: Int32 = 0
+    var exited = false
     while true {
-        if forwarded == nil, let signal = Interrupt.signalNumber {
+        if forwarded == nil, !exited, let signal = Interrupt.signalNumber {
             // Stop the child as this process stops; it reports what it has.
+            // (Never once reaped: its pid may belong to another process.)
             kill(child, signal)
             forwarded = signal
             killAt = nowNanoseconds() + 5_000_000_000
         }
-        if nowNanoseconds() > killAt {
+        if !exited && nowNanoseconds() > killAt {
             kill(child, SIGKILL)  // it did not stop within 5 s of the signal
             killAt = .max
         }
-        guard Interrupt.wait(for: readEnd, milliseconds: 100, wakesOnSignal: forwarded == nil) else { continue }
-        let count = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
-        if count > 0 { bytes += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
+        if Interrupt.wait(for: readEnd, milliseconds: 100, wakesOnSignal: forwarded == nil) {
+            let count = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+            if count > 0 { bytes += buffer[0..<count] } else if count == 0 || errno != EINTR { break }
+        } else if exited {
+            // The child is gone and nothing more came: done, even if a fork
+            // of its own (the fork fault) still holds the descriptor open.
+            break
+        } else if waitpid(child, &status, WNOHANG) == child {
+            exited = true  // read once more: what it wrote before exiting
+        }
     }
     close(readEnd)
-    var status: Int32 = 0
-    while waitpid(child, &status, 0) < 0 && errno == EINTR {}
+    if !exited { while waitpid(child, &status, 0) < 0 && errno == EINTR {} }
     return (status, String(decoding: bytes, as: UTF8.self), forwarded)
 }
 
