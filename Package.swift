@@ -8,6 +8,12 @@ let package = Package(
         .library(name: "RCUCollections", targets: ["RCUCollections"]),
         .executable(name: "rcu-stress", targets: ["rcu-stress"]),
     ],
+    dependencies: [
+        // rcu-stress's command line only; no library product depends on it.
+        // 1.8.x: rcu-stress folds its error messages into one line
+        // (Commands/RCUStress.swift), so a new minor version is taken on purpose.
+        .package(url: "https://github.com/apple/swift-argument-parser", .upToNextMinor(from: "1.8.0")),
+    ],
     targets: [
         // C: rseq critical sections, membarrier, futex, CPU count. The only
         // target with asm or syscalls.
@@ -27,7 +33,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "rcu-stress",
-            dependencies: ["RCU", "RCUCollections", "CLiburcu"],
+            dependencies: [
+                "RCU", "RCUCollections", "CLiburcu",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Stress/rcu-stress"
         ),
         // Threads, flags, bounded waits and the domain modes every

@@ -64,8 +64,12 @@ func runHashMapOracle(_ options: OracleOptions) -> Int32 {
     }
     func describe(_ value: Int?) -> String { value.map(String.init) ?? "nil" }
 
+    var progress = ProgressLine()
     for step in 0..<options.operations {
-        if interruptRequested.load(ordering: .relaxed) { break }
+        if Interrupt.isRequested { break }
+        if step & 4095 == 0 {
+            progress.show("oracle hashmap: \(step) of \(options.operations) operations, 0 mismatches, count \(map.count)")
+        }
         let draw = random.next()
         let key = Int((draw >> 16) % UInt64(oracleKeySpace))
         let hash = UInt(bitPattern: key.hashValue)
@@ -127,25 +131,28 @@ func runHashMapOracle(_ options: OracleOptions) -> Int32 {
         }
         completed = step + 1
     }
+    progress.clear()
     stop.set()
     for thread in threads { thread.join() }
     let seconds = Double(nowNanoseconds() - start) / 1e9
     let readerViolations = readers.violations.load(ordering: .relaxed)
     let failed = mismatch != nil || readerViolations > 0
     if options.json {
-        print(JSON.object([
+        emit(JSON.object([
             ("tool", .string("rcu-stress")), ("command", .string("oracle")), ("workload", .string("hashmap")),
             ("seed", .integer(Int64(bitPattern: options.seed))), ("ops", .integer(Int64(completed))),
             ("mismatches", .integer(mismatch == nil ? 0 : 1)), ("first_mismatch", mismatch.map(JSON.string) ?? .null),
             ("reader_checks", .integer(Int64(readers.checks.load(ordering: .relaxed)))),
             ("reader_violations", .integer(Int64(readerViolations))),
             ("final_count", .integer(Int64(map.count))), ("seconds", .number((seconds * 1000).rounded() / 1000)),
+            ("interrupted", .bool(Interrupt.isRequested)),
         ]).render())
     } else {
-        if let mismatch { print("MISMATCH \(mismatch)") }
-        print("oracle hashmap seed \(options.seed): \(completed) operations, \(mismatch == nil ? 0 : 1) mismatches,"
+        if let mismatch { emit("MISMATCH \(mismatch)") }
+        emit("oracle hashmap seed \(options.seed): \(completed) operations, \(mismatch == nil ? 0 : 1) mismatches,"
               + " \(readers.checks.load(ordering: .relaxed)) reader lookups with \(readerViolations) violations,"
               + " final count \(map.count), \(fixed(seconds, 1)) s")
+        if Interrupt.isRequested { emit("interrupted: partial results") }
     }
     return failed ? 1 : 0
 }

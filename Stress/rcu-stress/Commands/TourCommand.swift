@@ -4,8 +4,30 @@
 // benchmark suites briefly, and print one summary. Exit 0 only if no correct
 // run showed a violation or a leak or did too little work, and every canary
 // was caught.
+import ArgumentParser
 import Glibc
 import RCU
+
+struct TourCommand: StressCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tour",
+        abstract: "The default tour (what `rcu-stress` alone runs, about 1-2 minutes).",
+        discussion: """
+            Tortures each workload on each flavor, with and without faults (each mode of the \
+            library under all five), runs the canaries (each must be caught by the detector it \
+            aims at), the storm, and every benchmark suite briefly, then prints one summary. \
+            Exit 0 only if no correct run saw a violation or a leak or did too little work, the \
+            memory bound held and every canary was caught; 1 otherwise; 130/143 on \
+            SIGINT/SIGTERM (what ran is summarised).
+            """)
+
+    @Flag(help: "A short tour (about 20 s).")
+    var quick = false
+
+    func execute() -> Int32 {
+        runTour(quick: quick)
+    }
+}
 
 /// The durations of one tour.
 private struct TourPlan {
@@ -21,18 +43,16 @@ private struct TourPlan {
 
 /// Runs the tour and returns the process exit code.
 func runTour(quick: Bool) -> Int32 {
-    installInterruptHandler()
     let plan = TourPlan(quick: quick)
     let tourStart = nowNanoseconds()
-    print("rcu-stress tour\(quick ? " (quick)" : ""): \(Machine.current.summary)")
+    emit("rcu-stress tour\(quick ? " (quick)" : ""): \(Machine.current.summary)")
     var results: [TortureResult] = []
     var canaries: [TortureResult] = []
     var problems: [String] = []
-    func interrupted() -> Bool { interruptRequested.load(ordering: .relaxed) }
+    func interrupted() -> Bool { Interrupt.isRequested }
     func torture(_ options: TortureOptions, label: String) -> TortureResult {
         var options = options
-        options.showsProgress = false
-        if stderrIsTerminal { writeStandardError("\r\u{1B}[Ktorture \(label)...") }
+        options.progressLabel = "torture \(label)"
         let result = runTorture(options)
         if let problem = result.problem { problems.append("\(label): \(problem)") }
         return result
@@ -41,7 +61,7 @@ func runTour(quick: Bool) -> Int32 {
     // Pointer runs: every correct flavor without faults and with all five,
     // so each mode of the library runs under migration, signals, churn,
     // oversubscription and fork.
-    let allFaults = Fault.available
+    let allFaults = Fault.allCases
     for flavor in FlavorName.correct {
         for faults in [[], allFaults] where !interrupted() {
             var options = TortureOptions()
@@ -98,33 +118,33 @@ func runTour(quick: Bool) -> Int32 {
         options.stopOnViolation = true
         canaries.append(torture(options, label: label))
     }
-    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
 
-    print("\ntorture (pointer runs \(fixed(plan.pointerSeconds, 2)) s without faults and \(fixed(plan.faultSeconds, 2)) s with"
+    emit("\ntorture (pointer runs \(fixed(plan.pointerSeconds, 2)) s without faults and \(fixed(plan.faultSeconds, 2)) s with"
         + " \(allFaults.map(\.rawValue).joined(separator: ",")); snapshot, mixed-mode, hashmap and list runs"
         + " \(fixed(plan.containerSeconds, 2)) s; a correct run needs \(Int(TortureResult.minimumReadsPerSecond)) reads"
         + " and \(Int(TortureResult.minimumUpdatesPerSecond)) updates per second):")
-    print(tortureTable(results))
-    print("canaries (each stops at its first violation, within \(Int(plan.canarySeconds)) s; 'fired' lists the"
+    emit(tortureTable(results))
+    emit("canaries (each stops at its first violation, within \(Int(plan.canarySeconds)) s; 'fired' lists the"
         + " detectors that counted; the container canaries must be caught by the one they aim at):")
-    print(tortureTable(canaries))
+    emit(tortureTable(canaries))
     for canary in canaries where canary.passed {
         let how = canary.options.aimedDetector.map { "caught by \($0)" } ?? "caught (\(canary.violations) violations)"
         let label = canary.options.sabotage.map { "\(canary.options.flavor.rawValue) --sabotage \($0.rawValue)" }
             ?? canary.options.flavor.rawValue
-        print("  \(label) on \(canary.options.workload.rawValue): \(how)")
+        emit("  \(label) on \(canary.options.workload.rawValue): \(how)")
     }
-    problems += modeCoverageProblems(results)
+    let coverage = modeCoverageProblems(results)
+    if !interrupted() { problems += coverage }  // an interrupted tour ran fewer modes on purpose
 
     if !interrupted() {
         var storm = StormOptions()
         storm.duration = quick ? 1.5 : 6
         storm.stall = quick ? 0.5 : 2
-        print("")
+        emit("")
         if runStorm(storm) != 0 {
             problems.append("storm: the peak counted at each retire exceeded the bound, or retired objects were not all deinitialised after barrier()")
         }
-        print("")
+        emit("")
     }
 
     if !interrupted() {
@@ -133,20 +153,23 @@ func runTour(quick: Bool) -> Int32 {
         options.rounds = quick ? 1 : 3
         options.omitsLargePrefills = quick
         let benchResults = runBench(options)
-        print("benchmarks (\(options.rounds) interleaved round\(options.rounds == 1 ? "" : "s"), medians\(quick ? "; quick: no lookup-1m" : "")):")
-        print(benchTable(benchResults))
+        emit("benchmarks (\(options.rounds) interleaved round\(options.rounds == 1 ? "" : "s"), medians\(quick ? "; quick: no lookup-1m" : "")):")
+        emit(benchTable(benchResults))
     }
 
+    emit("tour time: \(fixed(Double(nowNanoseconds() - tourStart) / 1e9, 1)) s")
     if interrupted() {
-        problems.append("interrupted: results are partial")
+        // The exit code is 128 + the signal's number (finish()).
+        emit("interrupted: partial results" + (problems.isEmpty ? "" : "; problems seen until then:"))
+        for problem in problems { emit("  - \(problem)") }
+        return 1
     }
-    print("tour time: \(fixed(Double(nowNanoseconds() - tourStart) / 1e9, 1)) s")
     if problems.isEmpty {
-        print("PASS: every correct flavor ran without violations or leaks and above the floor of work, every mode ran under all faults, the memory bound held, and every canary was caught by its detector.")
+        emit("PASS: every correct flavor ran without violations or leaks and above the floor of work, every mode ran under all faults, the memory bound held, and every canary was caught by its detector.")
         return 0
     }
-    print("FAIL:")
-    for problem in problems { print("  - \(problem)") }
+    emit("FAIL:")
+    for problem in problems { emit("  - \(problem)") }
     return 1
 }
 
@@ -155,7 +178,7 @@ func runTour(quick: Bool) -> Int32 {
 /// (rseq, membarrier) or an RCU_FORCE_* variable forces the flavors' domains
 /// into another; the summary says which.
 private func modeCoverageProblems(_ results: [TortureResult]) -> [String] {
-    let underFaults = Set(results.filter { $0.options.faults.count == Fault.available.count }.compactMap(\.mode))
+    let underFaults = Set(results.filter { $0.options.faults.count == Fault.allCases.count }.compactMap(\.mode))
     let machine = Machine.current
     let switches: [String] = ["RCU_FORCE_ATOMIC", "RCU_FORCE_FENCE", "RCU_FORCE_SEQCST"]
     let forced = switches.filter { name in
@@ -174,7 +197,7 @@ private func modeCoverageProblems(_ results: [TortureResult]) -> [String] {
             problems.append("mode \(mode) did not run under all faults (\(flavor.rawValue) ran \(results.first { $0.options.flavor == flavor }?.mode ?? "nothing"))")
         }
     }
-    print("modes run under all faults: \(underFaults.sorted().joined(separator: ", "))"
+    emit("modes run under all faults: \(underFaults.sorted().joined(separator: ", "))"
         + (excused.isEmpty ? "" : "; not run: \(excused.joined(separator: ", "))"))
     return problems
 }

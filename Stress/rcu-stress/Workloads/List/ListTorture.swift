@@ -12,136 +12,11 @@
 // them), so the reader's loop retains nothing it visits: a reader that a
 // broken flavor leaves on a freed node reads stale memory and counts the
 // poison instead of touching a freed object's reference count.
-// ListOracle.swift and ListBench.swift hold the oracle and the bench suite.
 import CLiburcu
 import Glibc
 import RCU
 import RCUCollections
 import Synchronization
-
-/// An element of the list torture (and of the oracle's RCUList).
-struct ListElement: Sendable {
-    let id: Int
-    let lease: Int
-    let owner: Lease
-    init(id: Int, pool: LeasePool) {
-        owner = Lease(pool)
-        self.id = id
-        lease = owner.index
-    }
-}
-
-/// The free hook of the cds_list nodes: poisons the node's lease in the
-/// LeasePool named by the context (unretained; the pool outlives the list).
-let listLeaseFreeHook: clu_list_free_hook = { context, lease in
-    Unmanaged<LeasePool>.fromOpaque(context!).takeUnretainedValue().release(lease)
-}
-
-/// The list under torture: RCUList or liburcu's cds_list.
-protocol ListTortureList: Sendable {
-    associatedtype Handle
-    func append(id: Int) -> Handle
-    func prepend(id: Int) -> Handle
-    func insert(id: Int, after anchor: Handle) -> Handle
-    func insert(id: Int, before anchor: Handle) -> Handle
-    func remove(_ handle: Handle)
-    func replace(_ handle: Handle, id: Int) -> Handle
-    /// One read section over the whole list: `visit(id, lease)` per element,
-    /// in order, until it returns false.
-    func traverse(_ visit: (Int, Int) -> Bool)
-    /// Removes everything and waits for reclamation; returns nodes still
-    /// allocated (C) or 0.
-    func drain() -> Int
-    /// Removes everything without waiting (the broken flavor's worker).
-    func drainWithoutWaiting() -> Int
-    /// Grace periods completed so far, where the flavor counts them.
-    var gracePeriods: Int { get }
-    /// Runs `body` on the flavor's reclamation worker after a grace period.
-    func deferred(_ body: @escaping @Sendable () -> Void)
-}
-
-struct RCUListTortureList: ListTortureList {
-    let list: RCUList<ListElement>
-    let pool: LeasePool
-    typealias Handle = RCUList<ListElement>.Node
-
-    func append(id: Int) -> Handle { list.append(ListElement(id: id, pool: pool)) }
-    func prepend(id: Int) -> Handle { list.prepend(ListElement(id: id, pool: pool)) }
-    func insert(id: Int, after anchor: Handle) -> Handle {
-        try! list.insert(ListElement(id: id, pool: pool), after: anchor)
-    }
-    func insert(id: Int, before anchor: Handle) -> Handle {
-        try! list.insert(ListElement(id: id, pool: pool), before: anchor)
-    }
-    func remove(_ handle: Handle) { try! list.remove(handle) }
-    func replace(_ handle: Handle, id: Int) -> Handle {
-        try! list.replace(handle, with: ListElement(id: id, pool: pool))
-    }
-    @inline(__always)
-    func traverse(_ visit: (Int, Int) -> Bool) {
-        list.read { view in
-            for element in view where !visit(element.id, element.lease) { break }
-        }
-    }
-    func drain() -> Int {
-        list.removeAll()
-        list.domain.barrier()
-        return 0
-    }
-    func drainWithoutWaiting() -> Int {
-        list.removeAll()
-        return 0
-    }
-    var gracePeriods: Int { Int(list.domain.gracePeriodsCompleted) }
-    func deferred(_ body: @escaping @Sendable () -> Void) { list.domain.defer(body) }
-}
-
-final class CdsListTortureList: ListTortureList, @unchecked Sendable {
-    // @unchecked Sendable: the C list is designed for concurrent use (writers
-    // under its mutex, readers in liburcu read sections); the pointer itself
-    // is immutable.
-    let list: UnsafeMutablePointer<clu_list>
-    let pool: LeasePool
-    typealias Handle = UnsafeMutablePointer<clu_list_node>
-
-    init(pool: LeasePool) {
-        self.pool = pool
-        list = clu_list_create(listLeaseFreeHook, Unmanaged.passUnretained(pool).toOpaque())
-    }
-    deinit { clu_list_destroy(list) }
-
-    func append(id: Int) -> Handle { clu_list_append(list, id, pool.acquire()) }
-    func prepend(id: Int) -> Handle { clu_list_prepend(list, id, pool.acquire()) }
-    func insert(id: Int, after anchor: Handle) -> Handle { clu_list_insert_after(list, anchor, id, pool.acquire()) }
-    func insert(id: Int, before anchor: Handle) -> Handle { clu_list_insert_before(list, anchor, id, pool.acquire()) }
-    func remove(_ handle: Handle) { _ = clu_list_remove(list, handle) }
-    func replace(_ handle: Handle, id: Int) -> Handle {
-        var old = 0
-        return clu_list_replace(list, handle, id, pool.acquire(), &old)
-    }
-    @inline(__always)
-    func traverse(_ visit: (Int, Int) -> Bool) {
-        clu_read_lock()
-        var node = clu_list_first(list)
-        while let current = node, visit(current.pointee.value, current.pointee.lease) {
-            node = clu_list_next(list, current)
-        }
-        clu_read_unlock()
-    }
-    func drain() -> Int {
-        // On a registered thread: call_rcu and rcu_barrier as liburcu wants.
-        runThreads(1) { [self] _ in
-            clu_register_thread()
-            _ = clu_list_remove_all(self.list)
-            clu_barrier()
-            clu_unregister_thread()
-        }
-        return clu_list_live_nodes(list)
-    }
-    func drainWithoutWaiting() -> Int { clu_list_remove_all(list) }
-    var gracePeriods: Int { 0 }
-    func deferred(_ body: @escaping @Sendable () -> Void) { LiburcuImpl().deferred(body) }
-}
 
 /// Updater bookkeeping: the handles in list order, and which are stable.
 struct ListTortureBook<Handle> {
@@ -258,13 +133,13 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     }
 
     @inline(never)
-    func readerLoop(_ stop: StopFlag) {
+    func readerLoop(_ stop: StopFlag, _ published: ReadCount) {
         var reads = 0
-        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+        while !stop.isSet && !Interrupt.isRequested {
             for _ in 0..<16 { readOnce(dwell: dwell) }
             reads += 16
+            published.publish(reads)
         }
-        counters.reads.add(reads, ordering: .relaxed)
     }
 
     func readBurst(_ count: Int) {
@@ -289,6 +164,8 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         if let sabotage { sabotageStep(sabotage) }
         writerOp()
         counters.updates.add(1, ordering: .relaxed)
+        // Kept current for the live line (the hashmap's writer does the same).
+        counters.gracePeriods.store(list.gracePeriods - startGracePeriods, ordering: .relaxed)
     }
 
     /// One step of a sabotage: undo the previous one, then break the next
@@ -361,12 +238,7 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
     /// A batch of writer ops on the reclamation worker, which then queues the
     /// next batch; at the end it empties the list.
     func workerStep(_ driver: WorkerDriver) {
-        if driver.stop.load(ordering: .acquiring) {
-            dropHandles()
-            _ = list.drainWithoutWaiting()
-            driver.done.store(true, ordering: .releasing)
-            return
-        }
+        if driver.stopsHere(drain: drainWithoutWaiting) { return }
         for _ in 0..<16 { writerOp() }
         counters.updates.add(16, ordering: .relaxed)
         list.deferred { [self] in workerStep(driver) }
@@ -376,20 +248,14 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         book.withLock { $0.entries = [] }
     }
 
+    /// Empties the list without waiting (the broken flavor's end).
+    func drainWithoutWaiting() {
+        dropHandles()
+        _ = list.drainWithoutWaiting()
+    }
+
     func finish() -> Int {
-        if let driver = workerDriver {
-            driver.stop.store(true, ordering: .releasing)
-            if driver.started.load(ordering: .relaxed) {
-                _ = waitWithBound(seconds: 30) { driver.done.load(ordering: .acquiring) }
-            } else {
-                dropHandles()
-                _ = list.drainWithoutWaiting()
-            }
-            // No barrier (it would queue from this thread, see WorkerDriver):
-            // wait for the worker to free what the drain retired.
-            _ = waitWithBound(seconds: 30) { pool.live == 0 }
-            return pool.live
-        }
+        if let driver = workerDriver { return driver.finish(drain: drainWithoutWaiting, pool: pool) }
         book.withLock { undoSabotage(&$0) }
         dropHandles()
         let leakedNodes = list.drain()
@@ -397,37 +263,6 @@ struct ListTortureWorkload<L: ListTortureList>: TortureWorkload {
         // Every lease must be back: the list freed every element it had.
         return pool.live + leakedNodes
     }
-}
-
-/// Drives the broken flavor's writer ops (list and hashmap) from the
-/// domain's own reclamation worker. The broken domain's grace periods do not wait, and the library's
-/// reclaimer relies on them internally too: a retire from another thread can
-/// race with the worker detaching that retire's half-filled slot, which stops
-/// the process ("reclamation slot empty after a grace period"). Retires that
-/// the worker queues from its own callbacks cannot race that way, so the
-/// canary frees early (what it must show) without tripping the reclaimer.
-final class WorkerDriver: Sendable {
-    let started = Atomic<Bool>(false)
-    let stop = Atomic<Bool>(false)
-    let done = Atomic<Bool>(false)
-
-    /// The updater thread's step while the worker runs the writer: the
-    /// first call runs `start` (which queues the worker's first step), and
-    /// every call idles for a millisecond.
-    func updaterStep(start: () -> Void) {
-        if !started.exchange(true, ordering: .relaxed) { start() }
-        sleepSeconds(0.001)
-    }
-}
-
-/// Polls `condition` until it holds or `seconds` pass.
-func waitWithBound(seconds: Double, _ condition: () -> Bool) -> Bool {
-    let deadline = nowNanoseconds() + UInt64(seconds * 1e9)
-    while !condition() {
-        if nowNanoseconds() > deadline { return false }
-        sleepSeconds(0.0002)
-    }
-    return true
 }
 
 extension TortureRun {

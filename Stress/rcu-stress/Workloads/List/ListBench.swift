@@ -190,24 +190,19 @@ enum AnyListBench {
 }
 
 func runListSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
-    let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
     var results: [BenchResult] = []
     for benchCase in ListBenchCase.allCases {
-        for threads in threadCounts {
+        for threads in options.threadCounts {
             // Fresh 1k-element lists per case and thread count, so every impl
             // starts from the same size and layout.
             let targets: [AnyListBench] = [
                 .rcuList(RCUListBench(count: 1000)),
                 .cdsList(CdsListBench(count: 1000)),
                 .mutexArray(MutexArrayBench(count: 1000)),
-            ].filter { options.impls?.contains($0.name) ?? true }
-            let medians = interleavedMedians(names: targets.map(\.name), rounds: options.rounds,
-                                             label: "list \(benchCase.rawValue) x\(threads)") {
+            ].filter { options.includes($0.name) }
+            results += interleavedResults(.list, benchCase.rawValue, threads: threads, names: targets.map(\.name),
+                                          rounds: options.rounds, label: "list \(benchCase.rawValue) x\(threads)") {
                 targets[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
-            }
-            for (target, ns) in zip(targets, medians) {
-                results.append(BenchResult(suite: Suite.list.rawValue, benchCase: benchCase.rawValue,
-                                           impl: target.name, threads: threads, nanosecondsPerOperation: ns))
             }
         }
     }

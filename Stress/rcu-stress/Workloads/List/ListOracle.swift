@@ -221,8 +221,9 @@ func runListOracle(_ options: OracleOptions) -> Int32 {
     var mismatches = 0
     var failure: String? = nil
     var completed = 0
+    var progress = ProgressLine()
     for index in 0..<options.operations {
-        if interruptRequested.load(ordering: .relaxed) { break }
+        if Interrupt.isRequested { break }
         if index == oracleDivergeAt {  // test hook: RCUList only
             oracle.swiftList.append(ListElement(id: -1, pool: oracle.pool))
         }
@@ -237,11 +238,11 @@ func runListOracle(_ options: OracleOptions) -> Int32 {
             failure = "oracle list: mismatch at op #\(index) \(op): \(mismatch)"
             break
         }
-        if stderrIsTerminal && !options.json && index % 100_000 == 0 && index > 0 {
-            writeStandardError("\r\u{1B}[Koracle list: \(index) ops")
+        if index & 1023 == 0 {
+            progress.show("oracle list: \(index) of \(options.operations) operations, 0 mismatches, \(oracle.model.count) elements")
         }
     }
-    if stderrIsTerminal && !options.json { writeStandardError("\r\u{1B}[K") }
+    progress.clear()
     if failure == nil, let difference = oracle.compareContents() {
         mismatches += 1
         failure = "oracle list: final contents differ: \(difference)"
@@ -263,7 +264,7 @@ func runListOracle(_ options: OracleOptions) -> Int32 {
 
     if let failure { printError(failure) }
     if options.json {
-        print(JSON.object([
+        emit(JSON.object([
             ("tool", .string("rcu-stress")),
             ("workload", .string("list")),
             ("seed", .integer(Int64(bitPattern: options.seed))),
@@ -273,11 +274,13 @@ func runListOracle(_ options: OracleOptions) -> Int32 {
             ("reader_passes", .integer(Int64(readerPasses.load(ordering: .relaxed)))),
             ("leaked", .integer(Int64(leaked))),
             ("seconds", .number((seconds * 1000).rounded() / 1000)),
+            ("interrupted", .bool(Interrupt.isRequested)),
         ]).render())
     } else {
-        print("oracle list: seed \(options.seed), \(completed) ops, \(mismatches) mismatches, "
+        emit("oracle list: seed \(options.seed), \(completed) ops, \(mismatches) mismatches, "
             + "\(readerPasses.load(ordering: .relaxed)) reader passes with \(violations) violations, "
             + "\(leaked) leaked, \(fixed(seconds, 2)) s")
+        if Interrupt.isRequested { emit("interrupted: partial results") }
     }
     return mismatches == 0 && violations == 0 && leaked == 0 ? 0 : 1
 }

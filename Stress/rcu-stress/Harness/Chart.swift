@@ -59,10 +59,3 @@ func ratioChartSVG(_ results: [BenchResult], machine: Machine) -> String {
 
         """
 }
-
-/// Writes `text` to `path`; false on failure.
-func writeFile(_ path: String, _ text: String) -> Bool {
-    guard let file = fopen(path, "w") else { return false }
-    defer { fclose(file) }
-    return fputs(text, file) >= 0
-}

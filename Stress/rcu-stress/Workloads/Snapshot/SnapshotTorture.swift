@@ -10,66 +10,6 @@ import Glibc
 import RCU
 import Synchronization
 
-/// Permanent lease states: a reader can check one after the value that named
-/// it was freed.
-final class LeasePool: @unchecked Sendable {
-    // @unchecked Sendable: `states` is allocated once and accessed through
-    // its atomics; the free ring is in a Mutex.
-    /// Larger than the reclamation bound (2^20 pending) plus slack, so the
-    /// pool never runs dry while the library applies backpressure.
-    let capacity = 1 << 21
-    let states: UnsafeMutablePointer<Atomic<Int>>
-    /// Free indices as a FIFO ring (head, count, storage): reusing the
-    /// longest-free lease last keeps a stale reader's poison visible longest.
-    private let free: Mutex<(head: Int, count: Int, ring: [Int])>
-
-    init() {
-        states = .allocate(capacity: capacity)
-        for index in 0..<capacity { (states + index).initialize(to: Atomic(poisonState)) }
-        free = Mutex((0, capacity, Array(0..<capacity)))
-    }
-
-    deinit {
-        states.deinitialize(count: capacity)
-        states.deallocate()
-    }
-
-    func acquire() -> Int {
-        let index: Int? = free.withLock { free in
-            guard free.count > 0 else { return nil }
-            let index = free.ring[free.head]
-            free.head = (free.head + 1) % free.ring.count
-            free.count -= 1
-            return index
-        }
-        guard let index else { fatalError("rcu-stress: lease pool exhausted (reclamation is not keeping up)") }
-        states[index].store(liveState, ordering: .releasing)
-        return index
-    }
-
-    func release(_ index: Int) {
-        states[index].store(poisonState, ordering: .releasing)
-        free.withLock { free in
-            free.ring[(free.head + free.count) % free.ring.count] = index
-            free.count += 1
-        }
-    }
-
-    var live: Int { capacity - free.withLock { $0.count } }
-}
-
-/// A lease held by a value; poisoned and returned to the pool when the last
-/// copy of the value is freed (snapshot, hashmap and list workloads).
-final class Lease: Sendable {
-    let index: Int
-    let pool: LeasePool
-    init(_ pool: LeasePool) {
-        self.pool = pool
-        index = pool.acquire()
-    }
-    deinit { pool.release(index) }
-}
-
 struct SnapshotValue: Sendable {
     var generation: Int
     var mirror: Int
@@ -175,15 +115,15 @@ struct SnapshotTorture<Cell: SnapshotCell>: Sendable {
     let counters: TortureCounters
 
     @inline(never)
-    func readerLoop(_ stop: StopFlag) {
+    func readerLoop(_ stop: StopFlag, _ published: ReadCount) {
         var reads = 0
-        var bad = 0
-        while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+        while !stop.isSet && !Interrupt.isRequested {
+            var bad = 0
             for _ in 0..<64 where !cell.read({ $0.isConsistent() }) { bad += 1 }
+            if bad > 0 { counters.violations.add(bad, ordering: .relaxed) }
             reads += 64
+            published.publish(reads)
         }
-        counters.reads.add(reads, ordering: .relaxed)
-        counters.violations.add(bad, ordering: .relaxed)
     }
 
     func readBurst(_ count: Int) {
@@ -201,3 +141,21 @@ struct SnapshotTorture<Cell: SnapshotCell>: Sendable {
         counters.gracePeriods.add(1, ordering: .relaxed)
     }
 }
+
+struct SnapshotWorkloadRun<Cell: SnapshotCell>: TortureWorkload {
+    let torture: SnapshotTorture<Cell>
+    let pool: LeasePool
+    var counters: TortureCounters { torture.counters }
+    func readerLoop(_ stop: StopFlag, _ reads: ReadCount) { torture.readerLoop(stop, reads) }
+    func readBurst(_ count: Int) { torture.readBurst(count) }
+    func signalRead() {
+        torture.readBurst(1)
+        counters.signalReads.add(1, ordering: .relaxed)
+    }
+    func updateOnce() { torture.updateOnce(pool) }
+    func finish() -> Int {
+        torture.cell.barrier()
+        return pool.live - 1  // the published value holds one lease
+    }
+}
+

@@ -13,9 +13,50 @@
 // on what the library holds, off by at most the number of retirers. The
 // library's own `peakPendingCallbacks` (sampled where the library looks) is
 // reported beside it; `within_bound` is judged on the exact one.
+import ArgumentParser
 import Glibc
 import RCU
 import Synchronization
+
+struct StormCommand: StressCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "storm",
+        abstract: "Retire flood against a small memory bound while one reader stalls.",
+        discussion: """
+            --retirers threads retire objects as fast as they can into a domain whose \
+            maxPendingCallbacks is --bound, while one reader stalls inside a section for --stall \
+            seconds (from second 1). The peak pending is counted at each retire, not sampled. \
+            Exit 0 when that peak stayed within the library's ceiling (bounds under 1024 per \
+            possible CPU act as that one and are reported, not judged) and every retired object was \
+            deinitialised after barrier(); 1 otherwise; 130/143 on SIGINT/SIGTERM.
+            """)
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds to run.", valueName: "seconds"))
+    var duration = 60.0
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Seconds the reader stalls.", valueName: "seconds"))
+    var stall = 5.0
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("The domain's maxPendingCallbacks (1 to 2^30).", valueName: "n"))
+    var bound = 65_536
+
+    @Option(parsing: .unconditional, help: ArgumentHelp("Retiring threads (1 to 64).", valueName: "n"))
+    var retirers = 2
+
+    @Flag(help: "Print one JSON object on stdout, nothing else.")
+    var json = false
+
+    mutating func validate() throws {
+        try checkSeconds(duration, option: "--duration")
+        try checkSeconds(stall, option: "--stall")
+        try checkCount(bound, option: "--bound", range: 1...(1 << 30))
+        try checkCount(retirers, option: "--retirers", range: 1...64)
+    }
+
+    func execute() -> Int32 {
+        runStorm(StormOptions(duration: duration, stall: stall, bound: bound, retirers: retirers, json: json))
+    }
+}
 
 struct StormOptions {
     var duration = 60.0
@@ -73,15 +114,16 @@ func runStorm(_ options: StormOptions) -> Int32 {
 
     let start = nowNanoseconds()
     let stalledReader = StressThread {
-        // Stall once, a second into the run.
-        sleepSeconds(min(1, options.duration / 4))
-        domain.read { sleepSeconds(options.stall) }
+        // Stall once, a second into the run (a signal ends the stall).
+        if Interrupt.sleep(min(1, options.duration / 4)) {
+            _ = domain.read { Interrupt.sleep(options.stall) }
+        }
     }
     var retirers: [StressThreadBox] = []
     for _ in 0..<options.retirers {
         retirers.append(StressThreadBox(StressThread {
             var count = 0
-            while !stop.isSet && !interruptRequested.load(ordering: .relaxed) {
+            while !stop.isSet && !Interrupt.isRequested {
                 for _ in 0..<256 {
                     counts.willRetire()
                     domain.retire(StormObject(counts))
@@ -91,14 +133,14 @@ func runStorm(_ options: StormOptions) -> Int32 {
             retired.add(count, ordering: .relaxed)
         }))
     }
-    while Double(nowNanoseconds() - start) / 1e9 < options.duration && !interruptRequested.load(ordering: .relaxed) {
-        if stderrIsTerminal {
-            writeStandardError("\r\u{1B}[Kstorm \(fixed(Double(nowNanoseconds() - start) / 1e9, 1))s"
-                + " outstanding \(counts.outstanding.load(ordering: .relaxed)) peak \(counts.peak.load(ordering: .relaxed))")
-        }
-        sleepSeconds(0.25)
+    var progress = ProgressLine()
+    while Double(nowNanoseconds() - start) / 1e9 < options.duration && !Interrupt.isRequested {
+        progress.show("storm \(fixed(Double(nowNanoseconds() - start) / 1e9, 1))s"
+            + " deinitialised \(counts.deinitialised.load(ordering: .relaxed))"
+            + " outstanding \(counts.outstanding.load(ordering: .relaxed)) peak \(counts.peak.load(ordering: .relaxed))")
+        Interrupt.sleep(min(0.25, options.duration - Double(nowNanoseconds() - start) / 1e9))
     }
-    if stderrIsTerminal { writeStandardError("\r\u{1B}[K") }
+    progress.clear()
     stop.set()
     for thread in retirers { thread.join() }
     stalledReader.join()
@@ -118,7 +160,7 @@ func runStorm(_ options: StormOptions) -> Int32 {
     let guaranteed = options.bound >= ceiling
     let passed = withinBound && leaked == 0 && pendingAfterBarrier == 0
     if options.json {
-        print(JSON.object([
+        emit(JSON.object([
             ("tool", .string("rcu-stress")), ("command", .string("storm")),
             ("duration_s", .number((seconds * 1000).rounded() / 1000)), ("stall_s", .number(options.stall)),
             ("retirers", .integer(Int64(options.retirers))), ("bound", .integer(Int64(options.bound))),
@@ -129,19 +171,19 @@ func runStorm(_ options: StormOptions) -> Int32 {
             ("deinitialised", .integer(Int64(deinitialised))), ("leaked", .integer(Int64(leaked))),
             ("within_bound", .bool(withinBound)), ("bound_guaranteed", .bool(guaranteed)),
             ("ceiling", .integer(Int64(ceiling))),
-            ("interrupted", .bool(interruptRequested.load(ordering: .relaxed))),
+            ("interrupted", .bool(Interrupt.isRequested)),
         ]).render())
     } else {
-        print("rcu-stress storm: \(Machine.current.summary)")
-        print("\(options.retirers) retirers for \(fixed(seconds, 1)) s, one reader stalled \(fixed(options.stall, 1)) s:"
+        emit("rcu-stress storm: \(Machine.current.summary)")
+        emit("\(options.retirers) retirers for \(fixed(seconds, 1)) s, one reader stalled \(fixed(options.stall, 1)) s:"
             + " retired \(total) (\(formatDouble(Double(total) / seconds, significant: 4))/s),"
             + " peak pending \(exactPeak) of bound \(options.bound)"
             + (guaranteed ? "" : " (ceiling \(ceiling): bounds below 1,024 per possible CPU act as that)")
             + ": \(withinBound ? "within" : "EXCEEDED")")
-        print("peak counted at each retire (retired and not yet deinitialised; over-counts by at most the"
+        emit("peak counted at each retire (retired and not yet deinitialised; over-counts by at most the"
             + " \(options.retirers) retirers in flight): \(exactPeak); the library's peakPendingCallbacks: \(libraryPeak);"
             + " after barrier(): \(pendingAfterBarrier) pending, \(leaked) retired objects not deinitialised")
-        if interruptRequested.load(ordering: .relaxed) { print("interrupted: partial results") }
+        if Interrupt.isRequested { emit("interrupted: partial results") }
     }
     return passed ? 0 : 1
 }

@@ -12,19 +12,22 @@ import Synchronization
 
 /// One violation counter, reported as the JSON field `name`. In an isolated
 /// child (the broken flavor on a container, which may crash after its first
-/// violation) the first count also writes "fired NAME" to stdout at once, so
-/// the parent knows which detector fired even when the child then dies.
+/// violation) the first count also writes "fired NAME" to the child's result
+/// descriptor at once, so the parent knows which detector fired even when
+/// the child then dies.
 final class Detector: @unchecked Sendable {
-    // @unchecked Sendable: `marker` is written in init and only read after.
+    // @unchecked Sendable: `marker` and `descriptor` are written in init and
+    // only read after.
     let name: String
     let count = Atomic<Int>(0)
     private let announced = Atomic<Bool>(false)
-    private let announces: Bool
+    /// The isolated child's result descriptor, or -1 (no announcement).
+    private let descriptor: Int32
     private let marker: [UInt8]
 
     init(_ name: String) {
         self.name = name
-        announces = getenv(isolatedChildVariable) != nil
+        descriptor = isolatedChildDescriptor ?? -1
         marker = Array("fired \(name)\n".utf8)
     }
 
@@ -32,8 +35,8 @@ final class Detector: @unchecked Sendable {
     /// handler reads too): atomics and write(2) only.
     func add(_ amount: Int = 1) {
         count.add(amount, ordering: .relaxed)
-        if announces && !announced.exchange(true, ordering: .relaxed) {
-            marker.withUnsafeBufferPointer { bytes in _ = write(1, bytes.baseAddress, bytes.count) }
+        if descriptor >= 0 && !announced.exchange(true, ordering: .relaxed) {
+            marker.withUnsafeBufferPointer { bytes in _ = write(descriptor, bytes.baseAddress, bytes.count) }
         }
     }
 

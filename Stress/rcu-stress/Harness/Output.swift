@@ -100,25 +100,3 @@ struct TextTable {
         return out
     }
 }
-
-/// Writes to standard error.
-func printError(_ text: String) {
-    writeStandardError(text + "\n")
-}
-
-/// Writes raw text to file descriptor 2 (no stdio: `stderr` is a C global
-/// that strict concurrency rightly refuses).
-func writeStandardError(_ text: String) {
-    var text = text
-    text.withUTF8 { bytes in
-        var offset = 0
-        while offset < bytes.count {
-            let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)
-            if written <= 0 { return }
-            offset += written
-        }
-    }
-}
-
-/// Whether standard error is a terminal (progress lines go there only then).
-let stderrIsTerminal: Bool = isatty(2) != 0

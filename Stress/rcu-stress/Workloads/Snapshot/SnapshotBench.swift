@@ -127,18 +127,11 @@ func runSnapshotSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
     let readers: [AnyConfigReader] = [
         .snapshot(SnapshotReader()), .reference(ReferenceReader()),
         .liburcu(LiburcuConfigReader()), .mutex(MutexConfigReader()),
-    ]
-    let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
-    var results: [BenchResult] = []
-    for threads in threadCounts {
-        let medians = interleavedMedians(names: readers.map(\.name), rounds: options.rounds,
-                                         label: "snapshot read-field x\(threads)") {
+    ].filter { options.includes($0.name) }
+    return options.threadCounts.flatMap { threads in
+        interleavedResults(.snapshot, "read-field", threads: threads, names: readers.map(\.name), rounds: options.rounds,
+                           label: "snapshot read-field x\(threads)") {
             readers[$0].measure(threads: threads, seconds: slice).nanosecondsPerOperation
         }
-        for (reader, ns) in zip(readers, medians) {
-            results.append(BenchResult(suite: Suite.snapshot.rawValue, benchCase: "read-field",
-                                       impl: reader.name, threads: threads, nanosecondsPerOperation: ns))
-        }
     }
-    return results
 }

@@ -148,7 +148,10 @@ func measureHashMap<M: BenchHashMap>(_ map: M, _ benchCase: HashMapCase, threads
 
 func prefillHashMap<M: BenchHashMap>(_ map: M, _ count: Int) {
     map.threadBegin()
-    for key in 0..<count { map.insert(key, key) }
+    for key in 0..<count {
+        if key & 4095 == 0 && Interrupt.isRequested { break }  // a signal stops the run
+        map.insert(key, key)
+    }
     map.threadEnd()
 }
 
@@ -203,20 +206,21 @@ enum AnyBenchHashMap {
 }
 
 func runHashMapSuite(_ options: BenchOptions, slice: Double) -> [BenchResult] {
-    let threadCounts = options.threads.map { [$0] } ?? Array(Set([1, onlineCPUs()])).sorted()
     var results: [BenchResult] = []
     for benchCase in HashMapCase.allCases where !(options.omitsLargePrefills && benchCase.prefill > 1 << 16) {
+        if Interrupt.isRequested { break }
         // Fresh maps per case, prefilled once and shared by its rounds.
-        let maps = AnyBenchHashMap.all()
-        for map in maps { map.prefill(benchCase.prefill) }
-        for threads in threadCounts {
-            let medians = interleavedMedians(names: maps.map(\.name), rounds: options.rounds,
-                                             label: "hashmap \(benchCase.rawValue) x\(threads)") {
+        let maps = AnyBenchHashMap.all().filter { options.includes($0.name) }
+        var progress = ProgressLine()
+        for map in maps {
+            progress.show("hashmap \(benchCase.rawValue): prefilling \(map.name) with \(benchCase.prefill) keys", force: true)
+            map.prefill(benchCase.prefill)
+        }
+        progress.clear()
+        for threads in options.threadCounts {
+            results += interleavedResults(.hashmap, benchCase.rawValue, threads: threads, names: maps.map(\.name),
+                                          rounds: options.rounds, label: "hashmap \(benchCase.rawValue) x\(threads)") {
                 maps[$0].measure(benchCase, threads: threads, seconds: slice).nanosecondsPerOperation
-            }
-            for (map, ns) in zip(maps, medians) {
-                results.append(BenchResult(suite: Suite.hashmap.rawValue, benchCase: benchCase.rawValue,
-                                           impl: map.name, threads: threads, nanosecondsPerOperation: ns))
             }
         }
     }
