@@ -203,7 +203,7 @@ public func exitWithCanaryResult(_ violations: Int) -> Never {
 
 /// Attempts a canary child gets: one whose early frees are real may crash
 /// before its detector runs (a reader follows a freed node's link).
-public let canaryAttempts = 8
+public let canaryAttempts = 16
 
 /// Whether a canary child's detector fired (exit 3 with the marker).
 public func canaryWasCaught(_ result: ExitTest.Result?) -> Bool {
@@ -223,7 +223,9 @@ public func expectCanaryCaughtInChild(_ what: String, sourceLocation: SourceLoca
     }
     let caught = results.contains(where: canaryWasCaught)
     let crashes = results.filter { if case .signal = $0?.exitStatus { return true } else { return false } }.count
-    #expect(caught, "the canary's detector did not fire (\(what)) in \(results.count) attempts (\(crashes) crashed first): this check cannot fail",
+    let lastBytes = results.last??.standardErrorContent ?? []
+    let lastOutput = String(decoding: lastBytes.prefix(400).map { $0 >= 32 && $0 < 127 || $0 == 10 ? $0 : UInt8(ascii: "?") }, as: UTF8.self)
+    #expect(caught, "the canary's detector did not fire (\(what)) in \(results.count) attempts (\(crashes) crashed first): this check cannot fail; the last child's status \(String(describing: results.last??.exitStatus)), stderr began: \(lastOutput)",
             sourceLocation: sourceLocation)
 }
 
