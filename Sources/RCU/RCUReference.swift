@@ -94,7 +94,8 @@ public final class RCUReference<Object: AnyObject>: @unchecked Sendable {
         let desiredBits = Self._retainedBits(desired)
         // Inside a read section, so the object found on failure cannot be
         // freed before it is retained. The retire comes after the section:
-        // a retire inside it could wait for memory, and for that section.
+        // inside it the retire would skip the memory bound's wait (a retire
+        // never waits inside read {}), so these exchanges escaped the bound.
         let (exchanged, original, found) = domain.read { () -> (Bool, UInt, Object?) in
             let (exchanged, original) = _bits.compareExchange(
                 expected: expectedBits, desired: desiredBits, ordering: .acquiringAndReleasing)

@@ -29,7 +29,8 @@ extension RCUDomain {
     ///   waits for the worker to catch up. Inside `read {}` it never waits.
     ///   Token and async sections are invisible to that check in release
     ///   builds (debug builds see tokens), so the wait is also bounded: after
-    ///   one ``Configuration/stallTimeout`` (10 s when reports are off) in
+    ///   one ``Configuration/stallTimeout`` (10 s when reports are off, at
+    ///   most 60 s) in
     ///   which no grace period completed and the worker processed nothing,
     ///   it stops waiting, and no retire waits until a grace period
     ///   completes; a retire inside such a section pauses that long instead
@@ -520,10 +521,12 @@ internal final class _Reclaimer: @unchecked Sendable {
 
     /// How long a writer waits for memory with no progress before it stops
     /// waiting: the domain's stall timeout, or 10 s when stall reports are
-    /// off. A grace period that waits that long for a reader is a stall.
+    /// off, and never more than 60 s (a timeout of a day set to mute reports
+    /// must not bring back the wait for one's own section). A grace period
+    /// that waits that long for a reader is a stall.
     static func boundedWait(_ domain: RCUDomain) -> UInt64 {
         let timeout = domain._stallTimeoutNanoseconds
-        return timeout == 0 ? 10_000_000_000 : timeout
+        return timeout == 0 ? 10_000_000_000 : min(timeout, 60_000_000_000)
     }
 
     func notePeak(_ value: Int) {

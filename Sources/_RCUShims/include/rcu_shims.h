@@ -87,7 +87,7 @@ typedef struct rcu_shim_state {
 // stride (shlq $7), the unlock counters 16 bytes after the lock counters, and
 // rcu_shim_index_of's >> 3.
 _Static_assert(offsetof(rcu_shim_header, active) == 0, "active at @0");
-_Static_assert(offsetof(rcu_shim_header, waiters) == 12, "waiters at @12");
+_Static_assert(offsetof(rcu_shim_state, slots) == RCU_SHIM_LINE, "slot 0 one line after the header");
 _Static_assert(offsetof(rcu_shim_header, fast_bound) == 40, "RCU_SHIM_FAST_BOUND_AT");
 _Static_assert(offsetof(rcu_shim_header, rseq_bound) == 44, "RCU_SHIM_RSEQ_BOUND_AT");
 _Static_assert(sizeof(rcu_shim_header) == RCU_SHIM_LINE, "header is one slot stride");
