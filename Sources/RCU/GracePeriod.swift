@@ -147,11 +147,9 @@ extension RCUDomain {
             let unlocks0 = rcu_shim_sum_unlocks(_state, 0)
             let unlocks1 = rcu_shim_sum_unlocks(_state, 1)
             _scanFence()  // (S) unlock sums before lock sums
-            let locks0 = rcu_shim_sum_locks(_state, 0)
-            let locks1 = rcu_shim_sum_locks(_state, 1)
-            if _slowPath(Int64(bitPattern: locks0 &- unlocks0) < 0) { _reportOverEndedSections(0, locks0, unlocks0) }
-            if _slowPath(Int64(bitPattern: locks1 &- unlocks1) < 0) { _reportOverEndedSections(1, locks1, unlocks1) }
-            if locks0 == unlocks0 && locks1 == unlocks1 {
+            let balanced0 = _balanced(0, locks: rcu_shim_sum_locks(_state, 0), unlocks: unlocks0)
+            let balanced1 = _balanced(1, locks: rcu_shim_sum_locks(_state, 1), unlocks: unlocks1)
+            if balanced0 && balanced1 {
                 return true
             }
             if attempt + 1 < attempts {
@@ -224,12 +222,17 @@ extension RCUDomain {
     private func _isDrained(_ index: Int) -> Bool {
         let unlocks = rcu_shim_sum_unlocks(_state, index)
         _scanFence()  // (S)
-        let locks = rcu_shim_sum_locks(_state, index)
-        // Every unlock in the sum has its lock in the later lock sum, so
-        // more unlocks than locks means a section was ended twice: a fork
-        // child ending the section its forking thread had open (counted as
-        // ended at fork), or a token forged around the API. Counting on
-        // would let a new reader's lock balance the sums while it reads.
+        return _balanced(index, locks: rcu_shim_sum_locks(_state, index), unlocks: unlocks)
+    }
+
+    /// Whether `index`'s sums, read unlocks first, then (S), then locks,
+    /// balance. Every unlock in the sum has its lock in the later lock sum,
+    /// so more unlocks than locks means a section was ended twice: a fork
+    /// child ending the section its forking thread had open (counted as
+    /// ended at fork), or a token forged around the API. Counting on would
+    /// let a new reader's lock balance the sums while it reads.
+    @inline(__always)
+    private func _balanced(_ index: Int, locks: UInt64, unlocks: UInt64) -> Bool {
         if _slowPath(Int64(bitPattern: locks &- unlocks) < 0) { _reportOverEndedSections(index, locks, unlocks) }
         return locks == unlocks
     }
